@@ -1,0 +1,162 @@
+# vpsd — build, test and demo. `make help` lists the targets.
+
+VERSION := 0.1.0
+BUILD   := build
+PYTHON  := /usr/bin/python3
+SHELL   := /bin/bash
+
+PKGS := libuv json-c sqlite3
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+# Truncated messages are intended (bounded buffers); paths go through
+# str_copy(), which refuses to truncate. Log calls without fields pass "".
+CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wformat=2 -Wno-format-nonliteral -Wno-format-truncation -Wno-format-zero-length \
+           -Wmissing-prototypes -Wstrict-prototypes -fno-strict-aliasing \
+           -D_GNU_SOURCE -DVPSD_VERSION='"$(VERSION)"' -I. $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS)
+SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+# Debian packages: build, runtime, test. `make deps` installs what is missing.
+DEPS_BUILD   := build-essential pkg-config clang libvirt-dev libjson-c-dev libnftnl-dev libmnl-dev \
+                libsqlite3-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev libcmocka-dev
+DEPS_RUNTIME := libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils nftables iproute2
+DEPS_TEST    := python3-pytest python3-scapy python3-websockets busybox-static cpio sqlite3 valgrind \
+                genisoimage syslinux syslinux-common mtools dosfstools fdisk util-linux
+DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST)
+
+# Library objects: everything but the programs' main files.
+COMMON_SRC := $(wildcard common/*.c)
+NODE_SRC   := $(filter-out node/main.c node/vpsctl.c,$(wildcard node/*.c))
+LIB_SRC    := $(COMMON_SRC) $(NODE_SRC)
+HEADERS    := $(wildcard common/*.h node/*.h)
+
+UNIT_SRC   := $(wildcard tests/unit/test_*.c)
+UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
+ASAN_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/asan/%,$(UNIT_SRC))
+FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+
+PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/tests/hvprobe-boot
+
+# `make V=1` shows whole command lines.
+Q := $(if $(V),,@)
+
+.PHONY: all help deps check unit unit-asan fuzz fuzz-run integration demo demo-stop clean
+.DELETE_ON_ERROR:
+
+all: $(PROGRAMS)
+
+help:
+	@echo "make deps        install the Debian packages vpsd needs (root)"
+	@echo "make             build $(BUILD)/vpsd and $(BUILD)/vpsctl"
+	@echo "make demo        deps + build, then run vpsd on ./var and show it working"
+	@echo "make demo-stop   stop the demo's vpsd (and libvirtd/virtlogd if the demo started them)"
+	@echo "make check       deps + build + every test (unit, unit under ASan+UBSan, fuzz smoke, integration)"
+	@echo "make unit | unit-asan | fuzz-run | integration   one part of check"
+
+# Idempotent and non-interactive: installs only what is missing, and asks
+# apt for fresh lists only when it has to.
+deps:
+	@missing=""; for p in $(DEPS); do \
+	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then echo "deps: all $(words $(DEPS)) Debian packages present"; exit 0; fi; \
+	echo "deps: installing$$missing"; \
+	[ "$$(id -u)" = 0 ] || { echo "deps: run as root to install:$$missing" >&2; exit 1; }; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get install -y -q --no-install-recommends $$missing || \
+	    { apt-get update -q && apt-get install -y -q --no-install-recommends $$missing; }
+
+$(BUILD)/obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $<")
+	$(Q)$(CC) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/asan-obj/%.o: %.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC-ASAN $<")
+	$(Q)$(CC) $(CFLAGS) $(SANITIZE) -c -o $@ $<
+
+LIB_OBJ  := $(patsubst %.c,$(BUILD)/obj/%.o,$(LIB_SRC))
+ASAN_OBJ := $(patsubst %.c,$(BUILD)/asan-obj/%.o,$(LIB_SRC))
+
+$(BUILD)/libvpsd.a: $(LIB_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(BUILD)/libvpsd-asan.a: $(ASAN_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(BUILD)/vpsd: $(BUILD)/obj/node/main.o $(BUILD)/libvpsd.a
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/vpsctl: $(BUILD)/obj/node/vpsctl.o $(BUILD)/libvpsd.a
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/hvprobe-boot: $(BUILD)/obj/tests/integration/hvprobe_boot.o $(BUILD)/libvpsd.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/unit/%: tests/unit/%.c $(BUILD)/libvpsd.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libvpsd.a $(LDLIBS) -lcmocka
+
+$(BUILD)/asan/%: tests/unit/%.c $(BUILD)/libvpsd-asan.a $(HEADERS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) $(SANITIZE) -o $@ $< $(BUILD)/libvpsd-asan.a $(LDLIBS) -lcmocka
+
+# libFuzzer targets: clang only; the library sources are compiled in.
+FUZZ_CFLAGS := -std=gnu11 -g -O1 -D_GNU_SOURCE -DVPSD_VERSION='"$(VERSION)"' -I. $(PKG_CFLAGS) \
+               -fsanitize=fuzzer,address,undefined
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(HEADERS)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)clang $(FUZZ_CFLAGS) -o $@ $< $(LIB_SRC) $(LDLIBS)
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+unit-asan: $(ASAN_BIN)
+	@set -e; for t in $(ASAN_BIN); do echo "== $$t (ASan+UBSan)"; \
+	    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; done
+
+fuzz: $(FUZZ_BIN)
+
+# A short run of every fuzzer over its committed corpus and crash
+# reproducers, plus fresh inputs for a bounded count: catches regressions,
+# is not a fuzzing campaign (run the binaries longer for that).
+FUZZ_RUNS ?= 200000
+fuzz-run: $(FUZZ_BIN)
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); echo "== $$n: $(FUZZ_RUNS) runs"; \
+	    mkdir -p $(BUILD)/fuzz-work/$$n; \
+	    $$f -runs=$(FUZZ_RUNS) -max_len=8192 -seed=1 $(BUILD)/fuzz-work/$$n tests/fuzz/corpus/$$n \
+	        2>$(BUILD)/fuzz-work/$$n.log || { tail -40 $(BUILD)/fuzz-work/$$n.log; exit 1; }; \
+	    tail -1 $(BUILD)/fuzz-work/$$n.log; done
+
+integration: all
+	cd tests/integration && $(PYTHON) -m pytest -ra -p no:cacheprovider $(PYTEST_ARGS) .
+
+check: deps
+	$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory unit
+	$(MAKE) --no-print-directory unit-asan
+	$(MAKE) --no-print-directory fuzz-run
+	$(MAKE) --no-print-directory integration
+
+demo: deps
+	$(MAKE) --no-print-directory all
+	bash node/demo.sh start
+
+demo-stop:
+	bash node/demo.sh stop
+
+clean:
+	rm -rf $(BUILD)

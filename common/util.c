@@ -1,0 +1,51 @@
+#include "util.h"
+
+#include <errno.h>
+#include <string.h>
+#include <inttypes.h>
+#include <time.h>
+
+int str_copy(char *dst, size_t size, const char *src)
+{
+        size_t n = strlen(src);
+
+        if (n >= size) {
+                if (size > 0)
+                        dst[0] = '\0';
+                return -ENAMETOOLONG;
+        }
+        memcpy(dst, src, n + 1);
+        return 0;
+}
+
+int64_t time_now_wall(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return ts.tv_sec;
+}
+
+uint64_t time_now_mono_ms(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void duration_format(char *buf, size_t size, int64_t seconds)
+{
+        int64_t d = seconds / 86400, h = seconds / 3600 % 24, m = seconds / 60 % 60, s = seconds % 60;
+
+        if (seconds < 0)
+                snprintf(buf, size, "-");
+        else if (d > 0)
+                snprintf(buf, size, "%" PRId64 "d%" PRId64 "h", d, h);
+        else if (h > 0)
+                snprintf(buf, size, "%" PRId64 "h%" PRId64 "m", h, m);
+        else if (m > 0)
+                snprintf(buf, size, "%" PRId64 "m%" PRId64 "s", m, s);
+        else
+                snprintf(buf, size, "%" PRId64 "s", s);
+}

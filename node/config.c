@@ -1,0 +1,278 @@
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/util.h"
+
+/* One row per key: how to parse it, where it goes, whether SIGHUP can
+ * change it. A key's default lives in config_init(), in one place. */
+struct config_key {
+        const char *name;
+        int (*parse)(const struct config_key *key, const char *value, void *field, char *why, size_t why_size);
+        size_t offset;
+        size_t size;
+        unsigned min, max;      /* numbers; for paths, min 1 means required and max a length limit */
+        const char *const *names; /* enums: names[i] is value i */
+        bool reloadable;
+};
+
+static int parse_path(const struct config_key *key, const char *value, void *field, char *why, size_t why_size)
+{
+        if (value[0] == '\0' && key->min == 0)
+                return str_copy(field, key->size, value);
+        if (value[0] != '/') {
+                snprintf(why, why_size, "must be an absolute path");
+                return -EINVAL;
+        }
+        if ((key->max && strlen(value) > key->max) || str_copy(field, key->size, value) < 0) {
+                snprintf(why, why_size, "path longer than %zu bytes", key->max ? key->max : key->size - 1);
+                return -ENAMETOOLONG;
+        }
+        return 0;
+}
+
+/* A Unix group name: letters, digits, '_', '-', '.', not starting with '-'. */
+static int parse_name(const struct config_key *key, const char *value, void *field, char *why, size_t why_size)
+{
+        size_t n = strlen(value);
+
+        if (n == 0 || n >= key->size || value[0] == '-') {
+                snprintf(why, why_size, "must be a name of 1 to %zu characters", key->size - 1);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < n; i++)
+                if (!isalnum((unsigned char)value[i]) && !strchr("_-.", value[i])) {
+                        snprintf(why, why_size, "may contain only letters, digits, '_', '-' and '.'");
+                        return -EINVAL;
+                }
+        return str_copy(field, key->size, value);
+}
+
+static int parse_uint(const struct config_key *key, const char *value, void *field, char *why, size_t why_size)
+{
+        unsigned long long n = 0;
+        const char *p = value;
+
+        if (*p == '\0')
+                goto bad;
+        for (; *p; p++) {
+                if (!isdigit((unsigned char)*p))
+                        goto bad;
+                n = n * 10 + (unsigned)(*p - '0');
+                if (n > key->max)
+                        goto bad;
+        }
+        if (n < key->min)
+                goto bad;
+        *(unsigned *)field = (unsigned)n;
+        return 0;
+bad:
+        snprintf(why, why_size, "must be a whole number from %u to %u", key->min, key->max);
+        return -EINVAL;
+}
+
+static int parse_enum(const struct config_key *key, const char *value, void *field, char *why, size_t why_size)
+{
+        size_t len = 0;
+
+        for (unsigned i = 0; key->names[i]; i++)
+                if (strcmp(value, key->names[i]) == 0) {
+                        *(int *)field = (int)i;
+                        return 0;
+                }
+        len = (size_t)snprintf(why, why_size, "must be one of");
+        for (unsigned i = 0; key->names[i] && len < why_size; i++)
+                len += (size_t)snprintf(why + len, why_size - len, "%s %s", i ? "," : "", key->names[i]);
+        return -EINVAL;
+}
+
+static const char *const log_level_names[] = { "debug", "info", "warn", "error", NULL };
+static const char *const hypervisor_names[] = { "auto", "kvm", "tcg", NULL };
+
+#define FIELD(f) offsetof(struct config, f), sizeof(((struct config *)0)->f)
+
+static const struct config_key config_keys[] = {
+        { "state_dir", parse_path, FIELD(state_dir), 1, 0, NULL, false },
+        /* A Unix socket's path must fit sun_path. */
+        { "control_socket", parse_path, FIELD(control_socket), 1, 107, NULL, false },
+        { "control_group", parse_name, FIELD(control_group), 0, 0, NULL, true },
+        { "control_max_clients", parse_uint, FIELD(control_max_clients), 1, 4096, NULL, true },
+        { "control_max_request", parse_uint, FIELD(control_max_request), 1024, 16 * 1024 * 1024, NULL, true },
+        { "log_level", parse_enum, FIELD(log_level), 0, 0, log_level_names, true },
+        { "hypervisor", parse_enum, FIELD(hypervisor), 0, 0, hypervisor_names, false },
+        { "kvm_device", parse_path, FIELD(kvm_device), 1, 0, NULL, false },
+        { "kvm_probe_kernel", parse_path, FIELD(kvm_probe_kernel), 0, 0, NULL, false },
+        { "kvm_probe_timeout", parse_uint, FIELD(kvm_probe_timeout), 1, 600, NULL, false },
+        { "qemu_binary", parse_path, FIELD(qemu_binary), 1, 0, NULL, false },
+};
+
+void config_init(struct config *cfg)
+{
+        memset(cfg, 0, sizeof(*cfg));
+        str_copy(cfg->state_dir, sizeof(cfg->state_dir), "/var/lib/vpsd");
+        str_copy(cfg->control_socket, sizeof(cfg->control_socket), "/run/vpsd/control.sock");
+        str_copy(cfg->control_group, sizeof(cfg->control_group), "vpsd");
+        cfg->control_max_clients = 64;
+        cfg->control_max_request = 64 * 1024;
+        cfg->log_level = LOG_LEVEL_INFO;
+        cfg->hypervisor = HYPERVISOR_AUTO;
+        str_copy(cfg->kvm_device, sizeof(cfg->kvm_device), "/dev/kvm");
+        cfg->kvm_probe_timeout = 20;
+        str_copy(cfg->qemu_binary, sizeof(cfg->qemu_binary), "/usr/bin/qemu-system-x86_64");
+}
+
+static const struct config_key *key_find(const char *name)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++)
+                if (strcmp(config_keys[i].name, name) == 0)
+                        return &config_keys[i];
+        return NULL;
+}
+
+static char *trim(char *s)
+{
+        char *end;
+
+        while (*s == ' ' || *s == '\t')
+                s++;
+        end = s + strlen(s);
+        while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+                *--end = '\0';
+        return s;
+}
+
+static int parse_line(struct config *cfg, const char *name, unsigned lineno, char *line, unsigned *seen_on,
+                      struct error *err)
+{
+        char why[256] = "";
+        const struct config_key *key;
+        char *eq, *k, *v;
+        size_t index;
+        int r;
+
+        k = trim(line);
+        if (*k == '\0' || *k == '#')
+                return 0;
+        eq = strchr(k, '=');
+        if (!eq)
+                return error_set(err, -EINVAL, "%s:%u: expected `key = value`", name, lineno);
+        *eq = '\0';
+        k = trim(k);
+        v = trim(eq + 1);
+        if (*k == '\0')
+                return error_set(err, -EINVAL, "%s:%u: missing key before `=`", name, lineno);
+        key = key_find(k);
+        if (!key)
+                return error_set(err, -EINVAL, "%s:%u: key `%.64s`: unknown key", name, lineno, k);
+        index = (size_t)(key - config_keys);
+        if (seen_on[index])
+                return error_set(err, -EINVAL, "%s:%u: key `%s`: set twice (first on line %u)", name, lineno,
+                                 key->name, seen_on[index]);
+        seen_on[index] = lineno;
+        r = key->parse(key, v, (char *)cfg + key->offset, why, sizeof(why));
+        if (r < 0)
+                return error_set(err, r, "%s:%u: key `%s`: `%.128s` %s", name, lineno, key->name, v, why);
+        return 0;
+}
+
+int config_parse(struct config *cfg, const char *name, const char *text, size_t len, struct error *err)
+{
+        struct config next = *cfg;
+        unsigned seen_on[ARRAY_SIZE(config_keys)] = { 0 };
+        char line[CONFIG_MAX_LINE + 1];
+        unsigned lineno = 0;
+        size_t pos = 0;
+        int r;
+
+        if (len > CONFIG_MAX_FILE_SIZE)
+                return error_set(err, -EFBIG, "%s: larger than %d bytes", name, CONFIG_MAX_FILE_SIZE);
+        while (pos < len) {
+                const char *nl = memchr(text + pos, '\n', len - pos);
+                size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
+
+                lineno++;
+                if (n > CONFIG_MAX_LINE)
+                        return error_set(err, -EINVAL, "%s:%u: line longer than %d bytes", name, lineno,
+                                         CONFIG_MAX_LINE);
+                if (memchr(text + pos, '\0', n))
+                        return error_set(err, -EINVAL, "%s:%u: line contains a NUL byte", name, lineno);
+                memcpy(line, text + pos, n);
+                line[n] = '\0';
+                r = parse_line(&next, name, lineno, line, seen_on, err);
+                if (r < 0)
+                        return r;
+                pos += n + 1;
+        }
+        *cfg = next;
+        return 0;
+}
+
+int config_load(struct config *cfg, const char *path, struct error *err)
+{
+        cleanup_close int fd = -1;
+        cleanup_free char *text = NULL;
+        struct stat st;
+        size_t len = 0;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return error_set_errno(err, -errno, "open `%s`", path);
+        if (fstat(fd, &st) < 0)
+                return error_set_errno(err, -errno, "stat `%s`", path);
+        if (!S_ISREG(st.st_mode))
+                return error_set(err, -EINVAL, "%s: not a regular file", path);
+        if (st.st_size > CONFIG_MAX_FILE_SIZE)
+                return error_set(err, -EFBIG, "%s: larger than %d bytes", path, CONFIG_MAX_FILE_SIZE);
+        text = malloc((size_t)st.st_size + 1);
+        if (!text)
+                return error_set(err, -ENOMEM, "out of memory");
+        /* Read what is there now; the size may change under us. */
+        for (;;) {
+                ssize_t n = read(fd, text + len, (size_t)st.st_size + 1 - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return error_set_errno(err, -errno, "read `%s`", path);
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+                if (len > (size_t)st.st_size)
+                        return error_set(err, -EAGAIN, "%s: changed while being read", path);
+        }
+        return config_parse(cfg, path, text, len, err);
+}
+
+bool config_key_reloadable(const char *name)
+{
+        const struct config_key *key = key_find(name);
+
+        return key && key->reloadable;
+}
+
+void config_diff(const struct config *a, const struct config *b, void (*fn)(const char *key, void *userdata),
+                 void *userdata)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++) {
+                const struct config_key *k = &config_keys[i];
+                const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
+                bool is_string = k->parse == parse_path || k->parse == parse_name;
+
+                /* Bytes after a string's NUL may differ and mean nothing. */
+                if (is_string ? strcmp(fa, fb) != 0 : memcmp(fa, fb, k->size) != 0)
+                        fn(k->name, userdata);
+        }
+}
+
+const char *hypervisor_mode_name(enum hypervisor_mode mode)
+{
+        if ((unsigned)mode >= ARRAY_SIZE(hypervisor_names) - 1)
+                return "?";
+        return hypervisor_names[mode];
+}

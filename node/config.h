@@ -1,0 +1,55 @@
+/* vpsd's configuration: a file of `key = value` lines (docs/configuration.md).
+ * Every key has a default that serves the embedded case, so an empty file
+ * (or none) is a valid configuration. */
+#pragma once
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/error.h"
+#include "common/log.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/vpsd/vpsd.conf"
+#define CONFIG_MAX_FILE_SIZE (1024 * 1024)
+#define CONFIG_MAX_LINE 4096
+
+enum hypervisor_mode {
+        HYPERVISOR_AUTO, /* probe at start: kvm if full guests work, else tcg */
+        HYPERVISOR_KVM,
+        HYPERVISOR_TCG,
+};
+
+struct config {
+        char state_dir[PATH_MAX];
+        char control_socket[PATH_MAX];
+        char control_group[64];
+        unsigned control_max_clients;
+        unsigned control_max_request; /* bytes of one request line */
+        enum log_level log_level;
+        enum hypervisor_mode hypervisor;
+        char kvm_device[PATH_MAX];
+        char kvm_probe_kernel[PATH_MAX]; /* empty: newest /boot/vmlinuz-* */
+        unsigned kvm_probe_timeout;      /* seconds */
+        char qemu_binary[PATH_MAX];
+};
+
+/* Fills every field with its default. */
+void config_init(struct config *cfg);
+
+/* Parses a whole configuration text on top of the defaults. name is what
+ * errors call the file. On error cfg is untouched and err says
+ * "NAME:LINE: key `KEY`: why". */
+int config_parse(struct config *cfg, const char *name, const char *text, size_t len, struct error *err);
+
+/* Reads and parses a file (at most CONFIG_MAX_FILE_SIZE bytes). */
+int config_load(struct config *cfg, const char *path, struct error *err);
+
+/* Whether a key can change on SIGHUP (the others need a restart). */
+bool config_key_reloadable(const char *key);
+
+/* Calls fn for every key whose value differs between a and b. */
+void config_diff(const struct config *a, const struct config *b, void (*fn)(const char *key, void *userdata),
+                 void *userdata);
+
+const char *hypervisor_mode_name(enum hypervisor_mode mode);

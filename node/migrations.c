@@ -1,0 +1,111 @@
+/* The schema, as numbered migrations. Append only: a migration that has
+ * shipped is never edited; a change is a new migration at the end.
+ * Times are Unix seconds (UTC); money never lives on the node. */
+#include "store.h"
+
+#include "common/util.h"
+
+static const char migration_0001[] =
+        /* A service is what the ledger sold. `state` follows the service
+         * life in ARCHITECTURE.md; `busy_*` is the persisted busy lock of a
+         * long operation and the step it reached. */
+        "CREATE TABLE services ("
+        "  id INTEGER PRIMARY KEY,"
+        "  uuid TEXT NOT NULL UNIQUE CHECK (length(uuid) = 36),"
+        "  account_id TEXT NOT NULL CHECK (length(account_id) BETWEEN 1 AND 128),"
+        "  hostname TEXT NOT NULL CHECK (length(hostname) BETWEEN 1 AND 253),"
+        "  state TEXT NOT NULL CHECK (state IN ('provisioning', 'running', 'stopped', 'suspended',"
+        "                                       'removal-queued', 'terminated')),"
+        "  vcpus INTEGER NOT NULL CHECK (vcpus > 0),"
+        "  memory_mib INTEGER NOT NULL CHECK (memory_mib > 0),"
+        "  disk_gib INTEGER NOT NULL CHECK (disk_gib > 0),"
+        "  port_speed_mbit INTEGER NOT NULL CHECK (port_speed_mbit > 0),"
+        "  traffic_gib INTEGER CHECK (traffic_gib IS NULL OR traffic_gib > 0)," /* NULL: unmetered */
+        "  template TEXT NOT NULL,"
+        "  mac TEXT NOT NULL UNIQUE,"
+        "  paid_until INTEGER,"
+        "  suspend_reason TEXT,"
+        "  busy_operation TEXT,"
+        "  busy_step TEXT,"
+        "  busy_since INTEGER,"
+        "  created_at INTEGER NOT NULL,"
+        "  updated_at INTEGER NOT NULL"
+        ");"
+        "CREATE INDEX services_state ON services (state);"
+        /* The first address of a family (lowest position) is the primary. An
+         * address belongs to one service on this node; terminate deletes it. */
+        "CREATE TABLE addresses ("
+        "  id INTEGER PRIMARY KEY,"
+        "  service_id INTEGER NOT NULL REFERENCES services (id) ON DELETE CASCADE,"
+        "  family INTEGER NOT NULL CHECK (family IN (4, 6)),"
+        "  address TEXT NOT NULL UNIQUE,"
+        "  prefix INTEGER NOT NULL CHECK (prefix BETWEEN 0 AND 128),"
+        "  gateway TEXT,"
+        "  position INTEGER NOT NULL,"
+        "  UNIQUE (service_id, position)"
+        ");"
+        "CREATE TABLE ssh_keys ("
+        "  id INTEGER PRIMARY KEY,"
+        "  service_id INTEGER NOT NULL REFERENCES services (id) ON DELETE CASCADE,"
+        "  position INTEGER NOT NULL,"
+        "  public_key TEXT NOT NULL,"
+        "  fingerprint TEXT NOT NULL,"
+        "  UNIQUE (service_id, position)"
+        ");"
+        /* What the customer may see about their service: names it by public
+         * UUID only, never by infrastructure identifiers. */
+        "CREATE TABLE activity_log ("
+        "  id INTEGER PRIMARY KEY,"
+        "  service_id INTEGER NOT NULL REFERENCES services (id),"
+        "  at INTEGER NOT NULL,"
+        "  actor TEXT NOT NULL CHECK (actor IN ('customer', 'ledger', 'operator', 'node')),"
+        "  action TEXT NOT NULL,"
+        "  detail TEXT NOT NULL DEFAULT ''"
+        ");"
+        "CREATE INDEX activity_log_service ON activity_log (service_id, at);"
+        /* What operators and the ledger did on this node, for the audit
+         * trail: who (peer uid, ledger), what, on what, with what result. */
+        "CREATE TABLE audit_log ("
+        "  id INTEGER PRIMARY KEY,"
+        "  at INTEGER NOT NULL,"
+        "  actor TEXT NOT NULL,"
+        "  action TEXT NOT NULL,"
+        "  target TEXT NOT NULL DEFAULT '',"
+        "  result TEXT NOT NULL,"
+        "  detail TEXT NOT NULL DEFAULT ''"
+        ");"
+        /* Ledger commands by their per-node sequence number: a command is
+         * journaled before it is applied and acked after its result is
+         * durable, so none is applied twice. */
+        "CREATE TABLE command_journal ("
+        "  seq INTEGER PRIMARY KEY CHECK (seq > 0),"
+        "  kind TEXT NOT NULL,"
+        "  service_uuid TEXT,"
+        "  body TEXT NOT NULL,"
+        "  state TEXT NOT NULL CHECK (state IN ('received', 'applying', 'applied', 'failed')),"
+        "  result TEXT,"
+        "  received_at INTEGER NOT NULL,"
+        "  finished_at INTEGER"
+        ");"
+        /* Events for the ledger, resent until acked. */
+        "CREATE TABLE outbox ("
+        "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  kind TEXT NOT NULL,"
+        "  service_uuid TEXT,"
+        "  body TEXT NOT NULL,"
+        "  created_at INTEGER NOT NULL,"
+        "  acked_at INTEGER"
+        ");"
+        "CREATE INDEX outbox_unacked ON outbox (seq) WHERE acked_at IS NULL;"
+        /* Facts the node learnt about itself and caches across restarts
+         * (the hypervisor probe's verdict and what it was taken on). */
+        "CREATE TABLE node_facts ("
+        "  key TEXT PRIMARY KEY,"
+        "  value TEXT NOT NULL,"
+        "  updated_at INTEGER NOT NULL"
+        ");";
+
+const struct migration store_migrations[] = {
+        { 1, "services, addresses, ssh keys, logs, journal, outbox", migration_0001 },
+};
+const size_t store_migrations_count = ARRAY_SIZE(store_migrations);

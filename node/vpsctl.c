@@ -1,0 +1,329 @@
+/* vpsctl: the operator's command line. One request per run over the
+ * control socket; human output by default, --json for scripts. */
+#include <errno.h>
+#include <stdarg.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+
+#include "common/json.h"
+#include "common/linebuf.h"
+#include "common/util.h"
+#include "node/control_protocol.h"
+#include "node/service.h"
+
+#define DEFAULT_SOCKET "/run/vpsd/control.sock"
+#define REPLY_MAX (16 * 1024 * 1024)
+#define REPLY_TIMEOUT_MS 60000
+
+static void usage(FILE *out)
+{
+        fprintf(out,
+                "Usage: vpsctl [--socket PATH] [--json] COMMAND\n"
+                "Operate the vpsd on this node.\n"
+                "\n"
+                "Commands:\n"
+                "  status                  version, uptime, schema, services by state, hypervisor\n"
+                "  service list [--all]    services on this node (--all: terminated ones too)\n"
+                "  service show UUID       one service in full\n"
+                "\n"
+                "Options:\n"
+                "  -s, --socket PATH  control socket (default $VPSD_CONTROL_SOCKET or " DEFAULT_SOCKET ")\n"
+                "  -j, --json         print vpsd's JSON reply instead of text\n"
+                "  -h, --help         show this help\n"
+                "  -V, --version      show the version\n"
+                "\n"
+                "Exit status: 0 done, 1 refused by vpsd or vpsd unreachable, 2 bad usage.\n");
+}
+
+static int die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int die(int code, const char *fmt, ...)
+{
+        va_list ap;
+
+        fputs("vpsctl: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+        return code;
+}
+
+static int connect_to(const char *path, struct error *err)
+{
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        cleanup_close int fd = -1;
+
+        if (str_copy(sa.sun_path, sizeof(sa.sun_path), path) < 0)
+                return error_set(err, -ENAMETOOLONG, "socket path `%s` is too long", path);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return error_set_errno(err, -errno, "socket");
+        if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+                int e = errno;
+                return error_set(err, -e, "cannot reach vpsd at %s: %s%s", path, strerror(e),
+                                 e == ENOENT || e == ECONNREFUSED ? " (is vpsd running?)" : "");
+        }
+        return steal_fd(&fd);
+}
+
+/* Sends one request and waits for its reply line. */
+static int call(const char *socket_path, const char *method, struct json_object *params,
+                struct json_object **ret_result, char *code, size_t code_size, struct error *err)
+{
+        cleanup_free char *request = control_request_format(1, method, params);
+        cleanup_close int fd = -1;
+        struct linebuf lines;
+        char buf[65536], *line;
+        size_t len, sent = 0;
+        int r;
+
+        if (!request)
+                return error_set(err, -ENOMEM, "out of memory");
+        fd = connect_to(socket_path, err);
+        if (fd < 0)
+                return fd;
+        while (sent < strlen(request)) {
+                ssize_t n = send(fd, request + sent, strlen(request) - sent, MSG_NOSIGNAL);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return error_set(err, -errno, "send to vpsd: %s", strerror(errno));
+                sent += (size_t)n;
+        }
+        linebuf_init(&lines, REPLY_MAX);
+        for (;;) {
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                ssize_t n;
+
+                if (linebuf_next(&lines, &line, &len)) {
+                        r = control_reply_parse(line, len, 1, ret_result, code, code_size, err);
+                        break;
+                }
+                r = poll(&pfd, 1, REPLY_TIMEOUT_MS);
+                if (r == 0) {
+                        r = error_set(err, -ETIMEDOUT, "vpsd did not answer within %d s", REPLY_TIMEOUT_MS / 1000);
+                        break;
+                }
+                n = r < 0 ? -1 : recv(fd, buf, sizeof(buf), 0);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        r = error_set(err, -errno, "read from vpsd: %s", strerror(errno));
+                        break;
+                }
+                if (n == 0) {
+                        r = error_set(err, -ECONNRESET, "vpsd closed the connection without a reply");
+                        break;
+                }
+                r = linebuf_append(&lines, buf, (size_t)n);
+                if (r < 0) {
+                        r = error_set(err, r, "reply from vpsd is too large");
+                        break;
+                }
+        }
+        linebuf_free(&lines);
+        return r;
+}
+
+static const char *jstr(struct json_object *o, const char *key)
+{
+        struct json_object *v;
+
+        if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null))
+                return "-";
+        return json_object_get_string(v);
+}
+
+static int64_t jint(struct json_object *o, const char *key)
+{
+        struct json_object *v;
+
+        return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
+static const char *format_time(char *buf, size_t size, struct json_object *o, const char *key)
+{
+        struct json_object *v;
+        struct tm tm;
+        time_t t;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+                return "-";
+        t = (time_t)json_object_get_int64(v);
+        gmtime_r(&t, &tm);
+        strftime(buf, size, "%Y-%m-%d %H:%M:%SZ", &tm);
+        return buf;
+}
+
+static void print_status(struct json_object *r)
+{
+        struct json_object *services = NULL, *hv = NULL;
+        char up[32], at[32];
+
+        json_object_object_get_ex(r, "services", &services);
+        json_object_object_get_ex(r, "hypervisor", &hv);
+        duration_format(up, sizeof(up), jint(r, "uptime_s"));
+        printf("vpsd %s, pid %" PRId64 ", up %s\n", jstr(r, "version"), jint(r, "pid"), up);
+        printf("schema      %" PRId64 "\n", jint(r, "schema_version"));
+        printf("services   ");
+        for (unsigned i = 0; i < SERVICE_STATE_COUNT; i++)
+                printf(" %" PRId64 " %s%s", jint(services, service_state_name(i)), service_state_name(i),
+                       i + 1 < SERVICE_STATE_COUNT ? "," : "\n");
+        printf("hypervisor  %s (configured %s%s): %s\n", jstr(hv, "accel"), jstr(hv, "configured"),
+               json_object_get_boolean(json_object_object_get(hv, "cached")) ? ", cached verdict" : "",
+               jstr(hv, "reason"));
+        if (jint(hv, "probed_at"))
+                printf("probed at   %s\n", format_time(at, sizeof(at), hv, "probed_at"));
+}
+
+static const char *busy_text(char *buf, size_t size, struct json_object *s)
+{
+        struct json_object *busy;
+
+        if (!json_object_object_get_ex(s, "busy", &busy) || !json_object_is_type(busy, json_type_object))
+                return "-";
+        snprintf(buf, size, "%s (%s)", jstr(busy, "operation"), jstr(busy, "step"));
+        return buf;
+}
+
+static void print_service_list(struct json_object *r)
+{
+        struct json_object *list = json_object_object_get(r, "services");
+        size_t n = json_object_array_length(list);
+        char paid[32], busy[128];
+
+        if (n == 0) {
+                printf("no services\n");
+                return;
+        }
+        printf("%-36s  %-14s  %-24s  %-16s  %-20s  %s\n", "UUID", "STATE", "HOSTNAME", "ACCOUNT", "PAID UNTIL",
+               "BUSY");
+        for (size_t i = 0; i < n; i++) {
+                struct json_object *s = json_object_array_get_idx(list, i);
+                printf("%-36s  %-14s  %-24s  %-16s  %-20s  %s\n", jstr(s, "uuid"), jstr(s, "state"),
+                       jstr(s, "hostname"), jstr(s, "account_id"), format_time(paid, sizeof(paid), s, "paid_until"),
+                       busy_text(busy, sizeof(busy), s));
+        }
+}
+
+static void print_service(struct json_object *s)
+{
+        struct json_object *plan = json_object_object_get(s, "plan");
+        struct json_object *addresses = json_object_object_get(s, "addresses");
+        struct json_object *keys = json_object_object_get(s, "ssh_keys");
+        char t[32], busy[128];
+
+        printf("uuid         %s\n", jstr(s, "uuid"));
+        printf("state        %s%s%s\n", jstr(s, "state"), json_object_object_get(s, "suspend_reason") ? ": " : "",
+               json_object_object_get(s, "suspend_reason") ? jstr(s, "suspend_reason") : "");
+        printf("busy         %s\n", busy_text(busy, sizeof(busy), s));
+        printf("account      %s\n", jstr(s, "account_id"));
+        printf("hostname     %s\n", jstr(s, "hostname"));
+        printf("template     %s\n", jstr(s, "template"));
+        printf("plan         %" PRId64 " vCPU, %" PRId64 " MiB, %" PRId64 " GiB disk, %" PRId64 " Mbit/s, ",
+               jint(plan, "vcpus"), jint(plan, "memory_mib"), jint(plan, "disk_gib"), jint(plan, "port_speed_mbit"));
+        if (json_object_object_get(plan, "traffic_gib"))
+                printf("%" PRId64 " GiB/month\n", jint(plan, "traffic_gib"));
+        else
+                printf("unmetered\n");
+        printf("mac          %s\n", jstr(s, "mac"));
+        for (size_t i = 0; i < json_object_array_length(addresses); i++) {
+                struct json_object *a = json_object_array_get_idx(addresses, i);
+                printf("%-12s %s/%" PRId64 " gateway %s\n", i == 0 ? "addresses" : "", jstr(a, "address"),
+                       jint(a, "prefix"), jstr(a, "gateway"));
+        }
+        for (size_t i = 0; i < json_object_array_length(keys); i++)
+                printf("%-12s %s\n", i == 0 ? "ssh keys" : "",
+                       jstr(json_object_array_get_idx(keys, i), "fingerprint"));
+        printf("paid until   %s\n", format_time(t, sizeof(t), s, "paid_until"));
+        printf("created      %s\n", format_time(t, sizeof(t), s, "created_at"));
+}
+
+int main(int argc, char **argv)
+{
+        static const struct option options[] = {
+                { "socket", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },         { "version", no_argument, NULL, 'V' },
+                { "all", no_argument, NULL, 'a' },          {},
+        };
+        const char *socket_path = getenv("VPSD_CONTROL_SOCKET");
+        cleanup_json struct json_object *result = NULL;
+        struct json_object *params = NULL;
+        void (*print)(struct json_object *) = NULL;
+        const char *method = NULL;
+        struct error err = { 0 };
+        bool json = false, all = false;
+        char code[64] = "";
+        int c, nargs;
+        char **args;
+
+        if (!socket_path || !*socket_path)
+                socket_path = DEFAULT_SOCKET;
+        opterr = 0; /* one line of our own for a bad option, not getopt's */
+        while ((c = getopt_long(argc, argv, ":s:jhV", options, NULL)) != -1) {
+                switch (c) {
+                case 's':
+                        socket_path = optarg;
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 'a':
+                        all = true;
+                        break;
+                case 'h':
+                        usage(stdout);
+                        return 0;
+                case 'V':
+                        printf("vpsctl %s\n", VPSD_VERSION);
+                        return 0;
+                case ':':
+                        return die(2, "option `%s` needs a value", argv[optind - 1]);
+                default:
+                        return die(2, "bad option `%s`; try `vpsctl --help`", argv[optind - 1]);
+                }
+        }
+        args = argv + optind;
+        nargs = argc - optind;
+        if (nargs == 0)
+                return die(2, "missing command; try `vpsctl --help`");
+
+        if (strcmp(args[0], "status") == 0 && nargs == 1) {
+                method = "status";
+                print = print_status;
+        } else if (strcmp(args[0], "service") == 0 && nargs == 2 && strcmp(args[1], "list") == 0) {
+                method = "service.list";
+                print = print_service_list;
+                params = json_object_new_object();
+                if (all)
+                        json_object_object_add(params, "all", json_object_new_boolean(1));
+        } else if (strcmp(args[0], "service") == 0 && nargs == 3 && strcmp(args[1], "show") == 0) {
+                if (!service_uuid_valid(args[2]))
+                        return die(2, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)", args[2]);
+                method = "service.show";
+                print = print_service;
+                params = json_object_new_object();
+                json_object_object_add(params, "uuid", json_object_new_string(args[2]));
+        } else
+                return die(2, "unknown command `%s`; try `vpsctl --help`", args[0]);
+        if (all && strcmp(method, "service.list") != 0)
+                return die(2, "--all goes with `service list` only");
+
+        if (call(socket_path, method, params, &result, code, sizeof(code), &err) < 0) {
+                if (err.code == -EREMOTE)
+                        return die(1, "%s: %s", code, err.msg);
+                return die(1, "%s", err.msg);
+        }
+        if (json)
+                printf("%s\n", json_object_to_json_string_ext(result, JSON_C_TO_STRING_PRETTY |
+                                                                              JSON_C_TO_STRING_NOSLASHESCAPE));
+        else
+                print(result);
+        return 0;
+}

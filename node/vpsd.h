@@ -1,0 +1,29 @@
+/* The daemon's state, shared by main.c and the control methods. */
+#pragma once
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "node/config.h"
+#include "node/control.h"
+#include "node/hvprobe.h"
+#include "node/store.h"
+
+struct vpsd {
+        uv_loop_t *loop;
+        struct config cfg;
+        char config_path[PATH_MAX];
+        bool config_required; /* given with -c: it must exist */
+        int lock_fd;
+        struct store *store;
+        struct control *control;
+        struct hvprobe *probe;
+        struct hvprobe_result hypervisor;
+        int64_t started_at;
+        uint64_t started_mono_ms;
+        bool stopping;
+        uv_signal_t sig_term, sig_int, sig_hup;
+};
+
+/* The methods of the control socket (node/control_methods.c). */
+extern const struct control_method vpsd_control_methods[];

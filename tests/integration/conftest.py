@@ -1,0 +1,192 @@
+"""Fixtures for the integration tests: a real vpsd on a temporary state
+directory, vpsctl against it, and cleanup of everything they start even
+when a test fails. Run with Debian's /usr/bin/python3 (make integration)."""
+
+import json
+import os
+import shutil
+import tempfile
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD = REPO / "build"
+VPSD = BUILD / "vpsd"
+VPSCTL = BUILD / "vpsctl"
+sys.path.insert(0, str(REPO / "tests" / "lib"))
+
+
+def pytest_configure(config):
+    for binary in (VPSD, VPSCTL):
+        if not binary.exists():
+            raise pytest.UsageError(f"{binary} is missing: run `make` first")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """In CI nothing may be skipped: a skip there is a missing prerequisite,
+    and that is a failure."""
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") == "true" and report.skipped:
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, which is a failure: {report.longrepr}"
+
+
+class Vpsd:
+    """One vpsd process on its own state dir and control socket."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.state_dir = root / "state"
+        self.socket = root / "run" / "control.sock"
+        self.config = root / "vpsd.conf"
+        self.log_path = root / "vpsd.log"
+        self.proc = None
+        self.settings = {
+            "state_dir": str(self.state_dir),
+            "control_socket": str(self.socket),
+            # No KVM probe boot in ordinary tests: they are not about it.
+            "kvm_device": str(root / "no-kvm"),
+        }
+
+    def write_config(self, **settings):
+        self.settings.update({k: str(v) for k, v in settings.items()})
+        self.config.write_text("".join(f"{k} = {v}\n" for k, v in self.settings.items()))
+
+    def start(self, wait=True, prefix=(), env=None, **settings):
+        self.write_config(**settings)
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([*prefix, str(VPSD), "-c", str(self.config)],
+                                     stdout=self.log, stderr=self.log, env=env)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"vpsd exited with {self.proc.returncode}:\n{self.log_text()}")
+            if "vpsd ready" in self.log_text() and self.socket.exists():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"vpsd not ready within {timeout} s:\n{self.log_text()}")
+
+    def log_text(self):
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_log(self, text, timeout=10):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log_text():
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not logged within {timeout} s:\n{self.log_text()}")
+
+    def ctl(self, *args, check=True, **kw):
+        r = subprocess.run([str(VPSCTL), "--socket", str(self.socket), *args],
+                           capture_output=True, text=True, timeout=60, **kw)
+        if check and r.returncode != 0:
+            raise AssertionError(f"vpsctl {' '.join(args)} failed ({r.returncode}): {r.stderr}")
+        return r
+
+    def ctl_json(self, *args):
+        return json.loads(self.ctl("--json", *args).stdout)
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        s.connect(str(self.socket))
+        return s
+
+    def signal(self, signum):
+        self.proc.send_signal(signum)
+
+    def stop(self, timeout=20):
+        """SIGTERM and wait; returns the exit status."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"vpsd did not stop on SIGTERM:\n{self.log_text()}")
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def vpsd_factory():
+    """Makes Vpsd instances; every one is stopped and its files removed at the
+    end, test failed or not. Their folders are world-traversable (not under
+    pytest's private tmp) so that other users can reach the control socket
+    and, later, libvirt's QEMU user its guests' files."""
+    made = []
+    base = Path(tempfile.mkdtemp(prefix="vpsd-test-", dir="/tmp"))
+    os.chmod(base, 0o755)
+
+    def make(name="vpsd"):
+        root = base / name
+        root.mkdir()
+        os.chmod(root, 0o755)
+        v = Vpsd(root)
+        made.append(v)
+        return v
+
+    yield make
+    for v in made:
+        v.kill()
+        if v.proc is not None:
+            v.log.close()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def vpsd(vpsd_factory):
+    """A running vpsd on defaults (but its own paths)."""
+    v = vpsd_factory()
+    v.start()
+    yield v
+    assert v.stop() == 0, v.log_text()
+
+
+def request_line(sock, payload: bytes):
+    """Sends raw bytes and reads one reply line."""
+    sock.sendall(payload)
+    return read_line(sock)
+
+
+def read_line(sock):
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return json.loads(data) if data else None
+
+
+GUEST_DIR = BUILD / "guest"
+
+
+@pytest.fixture(scope="session")
+def test_guest():
+    """The tiny test guest (tests/guest/build-guest.sh), built once and cached
+    in build/guest: kernel, initramfs and a bootable qcow2 template."""
+    subprocess.run(["bash", str(REPO / "tests" / "guest" / "build-guest.sh"), str(GUEST_DIR)],
+                   check=True, timeout=600)
+    for name in ("vmlinuz", "initrd.img", "guest.qcow2"):
+        assert (GUEST_DIR / name).exists(), f"build-guest.sh made no {name}"
+    return GUEST_DIR
