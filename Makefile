@@ -5,7 +5,7 @@ BUILD   := build
 PYTHON  := /usr/bin/python3
 SHELL   := /bin/bash
 
-PKGS := libuv json-c sqlite3
+PKGS := libuv json-c sqlite3 libcrypto libcrypt libvirt
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -21,7 +21,7 @@ SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 
 # Debian packages: build, runtime, test. `make deps` installs what is missing.
 DEPS_BUILD   := build-essential pkg-config clang libvirt-dev libjson-c-dev libnftnl-dev libmnl-dev \
-                libsqlite3-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev libcmocka-dev
+                libsqlite3-dev libcrypt-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev libcmocka-dev
 DEPS_RUNTIME := libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils nftables iproute2
 DEPS_TEST    := python3-pytest python3-scapy python3-websockets busybox-static cpio sqlite3 valgrind \
                 genisoimage syslinux syslinux-common mtools dosfstools fdisk util-linux
@@ -39,7 +39,7 @@ ASAN_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/asan/%,$(UNIT_SRC))
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
-PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/tests/hvprobe-boot
+PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/tests/hvprobe_boot $(BUILD)/tests/virt_domain
 
 # `make V=1` shows whole command lines.
 Q := $(if $(V),,@)
@@ -98,7 +98,8 @@ $(BUILD)/vpsctl: $(BUILD)/obj/node/vpsctl.o $(BUILD)/libvpsd.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/tests/hvprobe-boot: $(BUILD)/obj/tests/integration/hvprobe_boot.o $(BUILD)/libvpsd.a
+# Test drivers: small programs that let pytest drive one module for real.
+$(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(BUILD)/libvpsd.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)

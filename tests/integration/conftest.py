@@ -190,3 +190,65 @@ def test_guest():
     for name in ("vmlinuz", "initrd.img", "guest.qcow2"):
         assert (GUEST_DIR / name).exists(), f"build-guest.sh made no {name}"
     return GUEST_DIR
+
+
+# ------------------------------------------------------------------ libvirt
+import libvirt_env  # noqa: E402  (tests/lib, on sys.path above)
+
+
+@pytest.fixture(scope="session")
+def libvirt():
+    """libvirtd and virtlogd, started if they were not running and stopped
+    again at the end only if this session started them."""
+    handle = libvirt_env.ensure_libvirt()
+    try:
+        yield handle
+    finally:
+        handle.stop()
+
+
+@pytest.fixture
+def rundir(libvirt):
+    """A runtime folder QEMU's user can traverse, removed afterwards; its
+    `sock` subfolder belongs to libvirt-qemu, for sockets QEMU creates."""
+    d = Path(libvirt_env.make_runtime_dir("vpsd-test-guest"))
+    try:
+        yield d
+    finally:
+        libvirt_env.remove_runtime_dir(str(d))
+
+
+@pytest.fixture
+def tap():
+    name = "vpsdtg%d" % (os.getpid() % 1000000)
+    libvirt_env.create_tap(name)
+    try:
+        yield name
+    finally:
+        libvirt_env.delete_tap(name)
+
+
+@pytest.fixture
+def bridge():
+    """A bridge for guest ports, left down: nothing a guest sends reaches
+    the host's network stack."""
+    name = "vpsbrt%d" % (os.getpid() % 100000)
+    subprocess.run(["ip", "link", "del", name], capture_output=True)
+    subprocess.run(["ip", "link", "add", name, "type", "bridge"], check=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+@pytest.fixture
+def domains(libvirt):
+    """Collects started domains; destroys and undefines them afterwards."""
+    names = []
+    try:
+        yield names
+    finally:
+        for n in names:
+            libvirt_env.destroy_and_undefine(n)
+        for n in names:
+            assert not libvirt_env.domain_exists(n), f"domain {n} still defined"

@@ -8,7 +8,7 @@ import time
 from conftest import BUILD, VPSD
 
 QEMU = "/usr/bin/qemu-system-x86_64"
-BOOT = BUILD / "tests" / "hvprobe-boot"
+BOOT = BUILD / "tests" / "hvprobe_boot"
 
 
 def qemu_running(kernel):

@@ -63,47 +63,6 @@ def guest():
     return GUEST_DIR
 
 
-@pytest.fixture(scope="module")
-def libvirt():
-    handle = libvirt_env.ensure_libvirt()
-    try:
-        yield handle
-    finally:
-        handle.stop()
-
-
-@pytest.fixture
-def rundir(libvirt):
-    d = Path(libvirt_env.make_runtime_dir("vpsd-test-guest"))
-    try:
-        yield d
-    finally:
-        libvirt_env.remove_runtime_dir(str(d))
-
-
-@pytest.fixture
-def tap():
-    name = "vpsdtg%d" % (os.getpid() % 1000000)
-    libvirt_env.create_tap(name)
-    try:
-        yield name
-    finally:
-        libvirt_env.delete_tap(name)
-
-
-@pytest.fixture
-def domains(libvirt):
-    """Collects started domains; destroys and undefines them afterwards."""
-    names = []
-    try:
-        yield names
-    finally:
-        for n in names:
-            libvirt_env.destroy_and_undefine(n)
-        for n in names:
-            assert not libvirt_env.domain_exists(n), f"domain {n} still defined"
-
-
 # ------------------------------------------------------------------ helpers
 def make_seed(path, *args):
     p = subprocess.run(["bash", str(MAKE_SEED), str(path), *args], stdout=subprocess.PIPE,
