@@ -111,6 +111,8 @@ static const struct config_key config_keys[] = {
         { "kvm_probe_kernel", parse_path, FIELD(kvm_probe_kernel), 0, 0, NULL, false },
         { "kvm_probe_timeout", parse_uint, FIELD(kvm_probe_timeout), 1, 600, NULL, false },
         { "qemu_binary", parse_path, FIELD(qemu_binary), 1, 0, NULL, false },
+        { "qemu_img", parse_path, FIELD(qemu_img), 1, 0, NULL, false },
+        { "template_dir", parse_path, FIELD(template_dir), 0, 0, NULL, false },
 };
 
 void config_init(struct config *cfg)
@@ -126,6 +128,19 @@ void config_init(struct config *cfg)
         str_copy(cfg->kvm_device, sizeof(cfg->kvm_device), "/dev/kvm");
         cfg->kvm_probe_timeout = 20;
         str_copy(cfg->qemu_binary, sizeof(cfg->qemu_binary), "/usr/bin/qemu-system-x86_64");
+        str_copy(cfg->qemu_img, sizeof(cfg->qemu_img), "/usr/bin/qemu-img");
+}
+
+int config_template_dir(const struct config *cfg, char *buf, size_t size)
+{
+        if (cfg->template_dir[0])
+                return str_copy(buf, size, cfg->template_dir);
+        if ((size_t)snprintf(buf, size, "%s/templates", cfg->state_dir) >= size) {
+                if (size > 0)
+                        buf[0] = '\0';
+                return -ENAMETOOLONG;
+        }
+        return 0;
 }
 
 static const struct config_key *key_find(const char *name)

@@ -32,6 +32,8 @@ struct config {
         char kvm_probe_kernel[PATH_MAX]; /* empty: newest /boot/vmlinuz-* */
         unsigned kvm_probe_timeout;      /* seconds */
         char qemu_binary[PATH_MAX];
+        char qemu_img[PATH_MAX];
+        char template_dir[PATH_MAX]; /* empty: STATE_DIR/templates (config_template_dir()) */
 };
 
 /* Fills every field with its default. */
@@ -44,6 +46,10 @@ int config_parse(struct config *cfg, const char *name, const char *text, size_t 
 
 /* Reads and parses a file (at most CONFIG_MAX_FILE_SIZE bytes). */
 int config_load(struct config *cfg, const char *path, struct error *err);
+
+/* The template store's folder: template_dir, or STATE_DIR/templates.
+ * -ENAMETOOLONG when it does not fit. */
+int config_template_dir(const struct config *cfg, char *buf, size_t size);
 
 /* Whether a key can change on SIGHUP (the others need a restart). */
 bool config_key_reloadable(const char *key);

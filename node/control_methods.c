@@ -6,7 +6,10 @@
 
 #include "common/json.h"
 #include "common/util.h"
+#include "node/control_protocol.h"
+#include "node/logbook.h"
 #include "node/service.h"
+#include "node/template.h"
 #include "node/vpsd.h"
 
 /* Refuses params the method does not know: a typo must not be ignored. */
@@ -113,9 +116,158 @@ static void method_service_show(struct control_call *call, struct json_object *p
         control_call_reply(call, service);
 }
 
+/* --- templates --- */
+
+/* A template call that ends later: who asked and about what, for the
+ * audit log, and the call to answer. */
+struct template_call {
+        struct control_call *call;
+        struct vpsd *v;
+        char actor[32];
+        const char *action;
+        char target[TEMPLATE_NAME_MAX + 1];
+};
+
+static struct template_call *template_call_new(struct control_call *call, struct vpsd *v, const char *action,
+                                               const char *name)
+{
+        struct template_call *tc = calloc(1, sizeof(*tc));
+
+        if (!tc)
+                return NULL;
+        tc->call = call;
+        tc->v = v;
+        tc->action = action;
+        snprintf(tc->actor, sizeof(tc->actor), "operator uid=%u", (unsigned)control_call_peer_uid(call));
+        /* What the operator typed, bounded: a refused name is recorded too. */
+        snprintf(tc->target, sizeof(tc->target), "%s", name);
+        return tc;
+}
+
+/* Records the outcome in the audit log and answers the call. */
+static void template_call_end(struct template_call *tc, const struct error *err, struct json_object *result)
+{
+        logbook_audit(tc->v->store, tc->actor, tc->action, tc->target, err ? control_error_name(err->code) : "ok",
+                      err ? err->msg : "");
+        if (err) {
+                json_object_put(result);
+                control_call_fail(tc->call, err->code, err->msg);
+        } else
+                control_call_reply(tc->call, result ? result : json_object_new_object());
+        free(tc);
+}
+
+static void on_template_imported(int r, const struct error *err, struct json_object *template, void *userdata)
+{
+        (void)r;
+        template_call_end(userdata, err, template);
+}
+
+static void on_template_removed(int r, const struct error *err, void *userdata)
+{
+        struct template_call *tc = userdata;
+        struct json_object *o = NULL;
+
+        if (r == 0) {
+                o = json_object_new_object();
+                json_object_object_add(o, "name", json_object_new_string(tc->target));
+        }
+        template_call_end(tc, err, o);
+}
+
+/* Checks the import's params; err says which is wrong. */
+static int template_import_params(struct json_object *params, struct template_import_request *req,
+                                  struct error *err)
+{
+        static const char *const allowed[] = { "name", "path", "os_name", "min_disk_gib", NULL };
+        int64_t min_disk = 0;
+        struct json_object *v = NULL;
+
+        if (params_check(params, allowed, err) < 0 || param_string(params, "name", &req->name, err) < 0 ||
+            param_string(params, "path", &req->path, err) < 0 ||
+            json_get_string(params, "os_name", false, &req->os_name, err) < 0 ||
+            json_get_int64(params, "min_disk_gib", false, &min_disk, err) < 0)
+                return err->code;
+        if (json_object_object_get_ex(params, "min_disk_gib", &v) && v &&
+            (min_disk < 1 || min_disk > TEMPLATE_MAX_MIN_DISK_GIB))
+                return error_set(err, -EINVAL, "parameter `min_disk_gib` must be from 1 to %d",
+                                 TEMPLATE_MAX_MIN_DISK_GIB);
+        req->min_disk_gib = (unsigned)min_disk;
+        return 0;
+}
+
+static void method_template_import(struct control_call *call, struct json_object *params, void *userdata)
+{
+        struct vpsd *v = userdata;
+        struct template_import_request req = { 0 };
+        struct template_call *tc;
+        struct error err = { 0 };
+        const char *name = NULL;
+
+        /* A request without a usable name is refused before the audit log:
+         * there is nothing to name in it. */
+        if (template_import_params(params, &req, &err) < 0) {
+                if (json_get_string(params, "name", true, &name, NULL) < 0) {
+                        fail(call, &err);
+                        return;
+                }
+        }
+        tc = template_call_new(call, v, "template.import", name ? name : req.name);
+        if (!tc) {
+                control_call_fail(call, -ENOMEM, "out of memory");
+                return;
+        }
+        /* vpsd opens the file as root: for anyone else that would read
+         * files they may not (another guest's disk, as a "raw" image). */
+        if (err.code == 0 && control_call_peer_uid(call) != 0)
+                error_set(&err, -EPERM, "template import needs root: vpsd reads the file with root's rights");
+        if (err.code < 0 || template_import(v->templates, &req, on_template_imported, tc, &err) < 0)
+                template_call_end(tc, &err, NULL);
+}
+
+static void method_template_list(struct control_call *call, struct json_object *params, void *userdata)
+{
+        static const char *const allowed[] = { NULL };
+        struct vpsd *v = userdata;
+        struct json_object *list = NULL, *o;
+        struct error err = { 0 };
+
+        if (params_check(params, allowed, &err) < 0 || template_list_json(v->templates, &list, &err) < 0) {
+                fail(call, &err);
+                return;
+        }
+        o = json_object_new_object();
+        json_object_object_add(o, "templates", list);
+        control_call_reply(call, o);
+}
+
+static void method_template_remove(struct control_call *call, struct json_object *params, void *userdata)
+{
+        static const char *const allowed[] = { "name", NULL };
+        struct vpsd *v = userdata;
+        struct template_call *tc;
+        struct error err = { 0 };
+        const char *name = NULL;
+
+        if (params_check(params, allowed, &err) < 0 || param_string(params, "name", &name, &err) < 0) {
+                fail(call, &err);
+                return;
+        }
+        tc = template_call_new(call, v, "template.remove", name);
+        if (!tc) {
+                control_call_fail(call, -ENOMEM, "out of memory");
+                return;
+        }
+        if (template_remove(v->templates, name, on_template_removed, tc, &err) < 0)
+                template_call_end(tc, &err, NULL);
+}
+
 const struct control_method vpsd_control_methods[] = {
         { "status", method_status },
         { "service.list", method_service_list },
         { "service.show", method_service_show },
+        { "template.import", method_template_import },
+        { "template.list", method_template_list },
+        { "template.remove", method_template_remove },
         { NULL, NULL },
 };

@@ -212,12 +212,11 @@ int hvprobe_boot_start(uv_loop_t *loop, const char *qemu, const char *accel, con
         opts.stdio_count = 3;
         r = uv_spawn(loop, &b->process, &opts);
         if (r < 0) {
-                /* The process handle is not active; the others must close. */
-                b->handles_open = 3;
+                /* libuv sets the process handle up even when the spawn
+                 * fails: it is closed with the others. */
+                b->handles_open = 4;
                 b->cancelled = true;
-                uv_close((uv_handle_t *)&b->out, boot_handle_closed);
-                uv_close((uv_handle_t *)&b->err, boot_handle_closed);
-                uv_close((uv_handle_t *)&b->timer, boot_handle_closed);
+                boot_finish(b);
                 return error_set(err, r, "run `%s`: %s", qemu, uv_strerror(r));
         }
         b->handles_open = 4;

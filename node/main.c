@@ -133,6 +133,9 @@ static void stop(struct vpsd *v)
         log_info("stopping");
         v->control = control_stop(v->control);
         v->probe = hvprobe_cancel(v->probe);
+        /* Imports in flight end with -ECANCELED and remove what they
+         * made; the loop runs until they have. */
+        template_store_shutdown(v->templates);
         uv_close((uv_handle_t *)&v->sig_term, NULL);
         uv_close((uv_handle_t *)&v->sig_int, NULL);
         uv_close((uv_handle_t *)&v->sig_hup, NULL);
@@ -189,7 +192,7 @@ static void on_signal(uv_signal_t *s, int signum)
 
 static int start(struct vpsd *v, struct error *err)
 {
-        char db_path[PATH_MAX + 16], sock_dir[PATH_MAX];
+        char db_path[PATH_MAX + 16], sock_dir[PATH_MAX], template_dir[PATH_MAX];
         struct control_limits limits;
         char *slash;
         int r;
@@ -204,6 +207,19 @@ static int start(struct vpsd *v, struct error *err)
                 return r;
         snprintf(db_path, sizeof(db_path), "%s/vpsd.db", v->cfg.state_dir);
         r = store_open(db_path, &v->store, err);
+        if (r < 0)
+                return r;
+        /* Before the control socket: an import may be asked for at once,
+         * and what an interrupted one left must be gone by then. 0755 so
+         * that QEMU, under its own user, can reach the 0444 images when
+         * template_dir is outside the private state dir. */
+        r = config_template_dir(&v->cfg, template_dir, sizeof(template_dir));
+        if (r < 0)
+                return error_set(err, r, "template dir: path too long");
+        r = mkdir_parents(template_dir, 0755, err);
+        if (r < 0)
+                return r;
+        r = template_store_open(v->loop, v->store, template_dir, v->cfg.qemu_img, &v->templates, err);
         if (r < 0)
                 return r;
 
@@ -337,11 +353,14 @@ int main(int argc, char **argv)
                 log_error("vpsd cannot start", "error=\"%s\"", err.msg);
                 if (v.control || v.probe)
                         stop(&v);
+                template_store_shutdown(v.templates);
                 uv_run(v.loop, UV_RUN_DEFAULT);
+                template_store_free(v.templates);
                 store_close(v.store);
                 return 1;
         }
         uv_run(v.loop, UV_RUN_DEFAULT);
+        v.templates = template_store_free(v.templates);
         v.store = store_close(v.store);
         uv_loop_close(v.loop);
         if (v.lock_fd >= 0)

@@ -105,7 +105,29 @@ static const char migration_0001[] =
         "  updated_at INTEGER NOT NULL"
         ");";
 
+static const char migration_0002[] =
+        /* Read-only OS images that guest disks are overlays on
+         * (node/template.c). The file at `path` is written, made 0444 and
+         * named before its row is inserted; a file without a row is
+         * garbage that vpsd removes at start. `format` is always given to
+         * QEMU explicitly, never probed. A service names its template by
+         * `services.template`; a template in use by a service that is not
+         * terminated cannot be removed. */
+        "CREATE TABLE templates ("
+        "  name TEXT PRIMARY KEY CHECK (length(name) BETWEEN 1 AND 64),"
+        "  os_name TEXT NOT NULL CHECK (length(os_name) BETWEEN 1 AND 64),"
+        "  format TEXT NOT NULL CHECK (format IN ('qcow2', 'raw')),"
+        "  virtual_size INTEGER NOT NULL CHECK (virtual_size > 0)," /* bytes */
+        "  min_disk_gib INTEGER NOT NULL CHECK (min_disk_gib > 0),"
+        "  sha256 TEXT NOT NULL CHECK (length(sha256) = 64),"       /* of the file's bytes, lower-case hex */
+        "  size_bytes INTEGER NOT NULL CHECK (size_bytes > 0),"     /* the file's length */
+        "  imported_at INTEGER NOT NULL,"
+        "  path TEXT NOT NULL UNIQUE"
+        ");"
+        "CREATE INDEX services_template ON services (template);";
+
 const struct migration store_migrations[] = {
         { 1, "services, addresses, ssh keys, logs, journal, outbox", migration_0001 },
+        { 2, "templates", migration_0002 },
 };
 const size_t store_migrations_count = ARRAY_SIZE(store_migrations);

@@ -4,8 +4,10 @@
 #include <stdarg.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -16,10 +18,13 @@
 #include "common/util.h"
 #include "node/control_protocol.h"
 #include "node/service.h"
+#include "node/template.h"
 
 #define DEFAULT_SOCKET "/run/vpsd/control.sock"
 #define REPLY_MAX (16 * 1024 * 1024)
 #define REPLY_TIMEOUT_MS 60000
+/* An import copies the whole image: it ends when the copy does. */
+#define IMPORT_TIMEOUT_MS (24 * 3600 * 1000)
 
 static void usage(FILE *out)
 {
@@ -31,6 +36,12 @@ static void usage(FILE *out)
                 "  status                  version, uptime, schema, services by state, hypervisor\n"
                 "  service list [--all]    services on this node (--all: terminated ones too)\n"
                 "  service show UUID       one service in full\n"
+                "  template import NAME FILE [--os NAME] [--min-disk GIB]\n"
+                "                          copy an image (qcow2 or raw) into the template store, read-only;\n"
+                "                          --os: the OS name shown (default NAME), --min-disk: the smallest\n"
+                "                          disk in GiB a guest on it may have (default: its virtual size)\n"
+                "  template list           templates on this node\n"
+                "  template remove NAME    remove a template no service uses\n"
                 "\n"
                 "Options:\n"
                 "  -s, --socket PATH  control socket (default $VPSD_CONTROL_SOCKET or " DEFAULT_SOCKET ")\n"
@@ -72,8 +83,8 @@ static int connect_to(const char *path, struct error *err)
         return steal_fd(&fd);
 }
 
-/* Sends one request and waits for its reply line. */
-static int call(const char *socket_path, const char *method, struct json_object *params,
+/* Sends one request and waits (up to timeout_ms) for its reply line. */
+static int call(const char *socket_path, const char *method, struct json_object *params, int timeout_ms,
                 struct json_object **ret_result, char *code, size_t code_size, struct error *err)
 {
         cleanup_free char *request = control_request_format(1, method, params);
@@ -105,9 +116,9 @@ static int call(const char *socket_path, const char *method, struct json_object 
                         r = control_reply_parse(line, len, 1, ret_result, code, code_size, err);
                         break;
                 }
-                r = poll(&pfd, 1, REPLY_TIMEOUT_MS);
+                r = poll(&pfd, 1, timeout_ms);
                 if (r == 0) {
-                        r = error_set(err, -ETIMEDOUT, "vpsd did not answer within %d s", REPLY_TIMEOUT_MS / 1000);
+                        r = error_set(err, -ETIMEDOUT, "vpsd did not answer within %d s", timeout_ms / 1000);
                         break;
                 }
                 n = r < 0 ? -1 : recv(fd, buf, sizeof(buf), 0);
@@ -245,18 +256,137 @@ static void print_service(struct json_object *s)
         printf("created      %s\n", format_time(t, sizeof(t), s, "created_at"));
 }
 
+/* 64 MiB, 1.5 GiB: sizes for people. */
+static const char *format_size(char *buf, size_t size, int64_t bytes)
+{
+        static const char *const units[] = { "bytes", "KiB", "MiB", "GiB", "TiB" };
+        double v = (double)bytes;
+        unsigned u = 0;
+
+        while (v >= 1024 && u + 1 < ARRAY_SIZE(units)) {
+                v /= 1024;
+                u++;
+        }
+        if (u == 0)
+                snprintf(buf, size, "%" PRId64 " bytes", bytes);
+        else if (v == (double)(int64_t)v)
+                snprintf(buf, size, "%" PRId64 " %s", (int64_t)v, units[u]);
+        else
+                snprintf(buf, size, "%.1f %s", v, units[u]);
+        return buf;
+}
+
+static void print_template_imported(struct json_object *t)
+{
+        char vsize[32];
+
+        printf("imported template %s: %s, %s, virtual size %s, min disk %" PRId64 " GiB\n", jstr(t, "name"),
+               jstr(t, "os_name"), jstr(t, "format"), format_size(vsize, sizeof(vsize), jint(t, "virtual_size")),
+               jint(t, "min_disk_gib"));
+        printf("sha256 %s\n", jstr(t, "sha256"));
+}
+
+static void print_template_list(struct json_object *r)
+{
+        struct json_object *list = json_object_object_get(r, "templates");
+        size_t n = json_object_array_length(list);
+        char vsize[32], at[32];
+
+        if (n == 0) {
+                printf("no templates\n");
+                return;
+        }
+        printf("%-24s  %-24s  %-6s  %10s  %8s  %-13s  %s\n", "NAME", "OS", "FORMAT", "VSIZE", "MIN DISK", "SHA256",
+               "IMPORTED");
+        for (size_t i = 0; i < n; i++) {
+                struct json_object *t = json_object_array_get_idx(list, i);
+                char disk[24];
+                snprintf(disk, sizeof(disk), "%" PRId64 " GiB", jint(t, "min_disk_gib"));
+                printf("%-24s  %-24s  %-6s  %10s  %8s  %.12s…  %s\n", jstr(t, "name"), jstr(t, "os_name"),
+                       jstr(t, "format"), format_size(vsize, sizeof(vsize), jint(t, "virtual_size")), disk,
+                       jstr(t, "sha256"), format_time(at, sizeof(at), t, "imported_at"));
+        }
+}
+
+static void print_template_removed(struct json_object *r) { printf("removed template %s\n", jstr(r, "name")); }
+
+/* `template …`: fills method, params and print, or returns an exit code. */
+static int template_command(char **args, int nargs, const char *os_name, const char *min_disk, const char **method,
+                            struct json_object **params, void (**print)(struct json_object *), int *timeout_ms)
+{
+        const char *sub = nargs >= 2 ? args[1] : "";
+        bool import = strcmp(sub, "import") == 0;
+
+        if ((os_name || min_disk) && !import)
+                return die(2, "--os and --min-disk go with `template import` only");
+        if (import && nargs == 4) {
+                cleanup_free char *path = NULL;
+                char *end = NULL;
+                long gib = 0;
+
+                if (!template_name_valid(args[2]))
+                        return die(2, "`%.64s` is not a template name (1 to 64 of a-z, 0-9, '.', '_', '-')",
+                                   args[2]);
+                if (os_name && !template_os_name_valid(os_name))
+                        return die(2, "--os: 1 to %d printable ASCII characters", TEMPLATE_OS_NAME_MAX);
+                if (min_disk) {
+                        errno = 0;
+                        gib = strtol(min_disk, &end, 10);
+                        if (errno || end == min_disk || *end || gib < 1 || gib > TEMPLATE_MAX_MIN_DISK_GIB)
+                                return die(2, "--min-disk: a whole number of GiB from 1 to %d",
+                                           TEMPLATE_MAX_MIN_DISK_GIB);
+                }
+                /* vpsd opens the file itself, by a path without symbolic
+                 * links: resolve it here, where the operator's cwd is. */
+                path = realpath(args[3], NULL);
+                if (!path)
+                        return die(1, "`%s`: %s", args[3], strerror(errno));
+                *params = json_object_new_object();
+                json_object_object_add(*params, "name", json_object_new_string(args[2]));
+                json_object_object_add(*params, "path", json_object_new_string(path));
+                if (os_name)
+                        json_object_object_add(*params, "os_name", json_object_new_string(os_name));
+                if (min_disk)
+                        json_object_object_add(*params, "min_disk_gib", json_object_new_int64(gib));
+                *method = "template.import";
+                *print = print_template_imported;
+                *timeout_ms = IMPORT_TIMEOUT_MS;
+                return 0;
+        }
+        if (strcmp(sub, "list") == 0 && nargs == 2) {
+                *method = "template.list";
+                *print = print_template_list;
+                return 0;
+        }
+        if (strcmp(sub, "remove") == 0 && nargs == 3) {
+                if (!template_name_valid(args[2]))
+                        return die(2, "`%.64s` is not a template name (1 to 64 of a-z, 0-9, '.', '_', '-')",
+                                   args[2]);
+                *params = json_object_new_object();
+                json_object_object_add(*params, "name", json_object_new_string(args[2]));
+                *method = "template.remove";
+                *print = print_template_removed;
+                return 0;
+        }
+        if (import)
+                return die(2, "usage: vpsctl template import NAME FILE [--os NAME] [--min-disk GIB]");
+        return die(2, "unknown command `%s%s%s`; try `vpsctl --help`", args[0], nargs >= 2 ? " " : "", sub);
+}
+
 int main(int argc, char **argv)
 {
         static const struct option options[] = {
                 { "socket", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },         { "version", no_argument, NULL, 'V' },
-                { "all", no_argument, NULL, 'a' },          {},
+                { "all", no_argument, NULL, 'a' },          { "os", required_argument, NULL, 'o' },
+                { "min-disk", required_argument, NULL, 'm' }, {},
         };
         const char *socket_path = getenv("VPSD_CONTROL_SOCKET");
         cleanup_json struct json_object *result = NULL;
         struct json_object *params = NULL;
         void (*print)(struct json_object *) = NULL;
-        const char *method = NULL;
+        const char *method = NULL, *os_name = NULL, *min_disk = NULL;
+        int timeout_ms = REPLY_TIMEOUT_MS;
         struct error err = { 0 };
         bool json = false, all = false;
         char code[64] = "";
@@ -276,6 +406,12 @@ int main(int argc, char **argv)
                         break;
                 case 'a':
                         all = true;
+                        break;
+                case 'o':
+                        os_name = optarg;
+                        break;
+                case 'm':
+                        min_disk = optarg;
                         break;
                 case 'h':
                         usage(stdout);
@@ -310,12 +446,18 @@ int main(int argc, char **argv)
                 print = print_service;
                 params = json_object_new_object();
                 json_object_object_add(params, "uuid", json_object_new_string(args[2]));
+        } else if (strcmp(args[0], "template") == 0) {
+                int r = template_command(args, nargs, os_name, min_disk, &method, &params, &print, &timeout_ms);
+                if (r != 0)
+                        return r;
         } else
                 return die(2, "unknown command `%s`; try `vpsctl --help`", args[0]);
         if (all && strcmp(method, "service.list") != 0)
                 return die(2, "--all goes with `service list` only");
+        if ((os_name || min_disk) && strcmp(method, "template.import") != 0)
+                return die(2, "--os and --min-disk go with `template import` only");
 
-        if (call(socket_path, method, params, &result, code, sizeof(code), &err) < 0) {
+        if (call(socket_path, method, params, timeout_ms, &result, code, sizeof(code), &err) < 0) {
                 if (err.code == -EREMOTE)
                         return die(1, "%s: %s", code, err.msg);
                 return die(1, "%s", err.msg);

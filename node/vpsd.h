@@ -8,6 +8,7 @@
 #include "node/control.h"
 #include "node/hvprobe.h"
 #include "node/store.h"
+#include "node/template.h"
 
 struct vpsd {
         uv_loop_t *loop;
@@ -16,6 +17,7 @@ struct vpsd {
         bool config_required; /* given with -c: it must exist */
         int lock_fd;
         struct store *store;
+        struct template_store *templates;
         struct control *control;
         struct hvprobe *probe;
         struct hvprobe_result hypervisor;

@@ -4,6 +4,7 @@ when a test fails. Run with Debian's /usr/bin/python3 (make integration)."""
 
 import json
 import os
+import re
 import shutil
 import tempfile
 import signal
@@ -20,6 +21,10 @@ BUILD = REPO / "build"
 VPSD = BUILD / "vpsd"
 VPSCTL = BUILD / "vpsctl"
 sys.path.insert(0, str(REPO / "tests" / "lib"))
+# The schema version this vpsd migrates to: the number of rows of
+# store_migrations[] in node/migrations.c, so that a new migration does not
+# mean editing every test that looks at the version.
+SCHEMA_VERSION = len(re.findall(r"^\s*\{ \d+, \"", (REPO / "node" / "migrations.c").read_text(), re.M))
 
 
 def pytest_configure(config):

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import VPSD, VPSCTL
+from conftest import SCHEMA_VERSION, VPSD, VPSCTL
 
 UUID = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
 
@@ -41,14 +41,14 @@ def insert_service(db_path, uuid=UUID, state="running", hostname="web1", account
 def test_status_human_and_json(vpsd):
     human = vpsd.ctl("status").stdout
     assert "vpsd 0.1.0" in human
-    assert "schema      1" in human
+    assert f"schema      {SCHEMA_VERSION}" in human
     assert "0 running" in human
     assert "hypervisor  tcg" in human
 
     st = vpsd.ctl_json("status")
     assert st["version"] == "0.1.0"
     assert st["pid"] == vpsd.proc.pid
-    assert st["schema_version"] == 1
+    assert st["schema_version"] == SCHEMA_VERSION
     assert st["uptime_s"] >= 0
     assert st["services"] == {"provisioning": 0, "running": 0, "stopped": 0, "suspended": 0,
                               "removal-queued": 0, "terminated": 0}
@@ -193,7 +193,8 @@ def test_newer_schema_refused(vpsd_factory):
         c.execute("PRAGMA user_version = 99")
     v.start(wait=False)
     assert v.proc.wait(20) == 1
-    assert "has schema version 99, newer than the 1 this vpsd knows" in v.log_text()
+    assert (f"has schema version 99, newer than the {SCHEMA_VERSION} this vpsd knows"
+            in v.log_text())
     with sqlite3.connect(db) as c:
         assert c.execute("PRAGMA user_version").fetchone()[0] == 99
         assert c.execute("SELECT name FROM sqlite_master WHERE name = 'services'").fetchone() is None

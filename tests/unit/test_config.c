@@ -59,6 +59,8 @@ static void test_defaults(void **state)
         assert_string_equal(cfg.kvm_probe_kernel, "");
         assert_int_equal(cfg.kvm_probe_timeout, 20);
         assert_string_equal(cfg.qemu_binary, "/usr/bin/qemu-system-x86_64");
+        assert_string_equal(cfg.qemu_img, "/usr/bin/qemu-img");
+        assert_string_equal(cfg.template_dir, "");
 
         defaults = cfg;
         assert_int_equal(config_parse(&cfg, "t.conf", "", 0, &err), 0);
@@ -81,7 +83,9 @@ static void test_every_key(void **state)
                            "kvm_device = /dev/kvm0\n"
                            "kvm_probe_kernel = /boot/vmlinuz-6.1.0\n"
                            "kvm_probe_timeout = 600\n"
-                           "qemu_binary = /opt/qemu/bin/qemu-system-x86_64\n";
+                           "qemu_binary = /opt/qemu/bin/qemu-system-x86_64\n"
+                           "qemu_img = /opt/qemu/bin/qemu-img\n"
+                           "template_dir = /srv/templates\n";
 
         (void)state;
         config_init(&cfg);
@@ -97,6 +101,35 @@ static void test_every_key(void **state)
         assert_string_equal(cfg.kvm_probe_kernel, "/boot/vmlinuz-6.1.0");
         assert_int_equal(cfg.kvm_probe_timeout, 600);
         assert_string_equal(cfg.qemu_binary, "/opt/qemu/bin/qemu-system-x86_64");
+        assert_string_equal(cfg.qemu_img, "/opt/qemu/bin/qemu-img");
+        assert_string_equal(cfg.template_dir, "/srv/templates");
+}
+
+static void test_template_dir(void **state)
+{
+        struct config cfg;
+        struct error err = { 0 };
+        char dir[PATH_MAX];
+
+        (void)state;
+        config_init(&cfg);
+        assert_int_equal(config_template_dir(&cfg, dir, sizeof(dir)), 0);
+        assert_string_equal(dir, "/var/lib/vpsd/templates");
+        assert_int_equal(parse_str(&cfg, "state_dir = /srv/vpsd\n", &err), 0);
+        assert_int_equal(config_template_dir(&cfg, dir, sizeof(dir)), 0);
+        assert_string_equal(dir, "/srv/vpsd/templates");
+        /* Empty is the default, not an error; relative is refused. */
+        assert_int_equal(parse_str(&cfg, "template_dir =\n", &err), 0);
+        assert_int_equal(config_template_dir(&cfg, dir, sizeof(dir)), 0);
+        assert_string_equal(dir, "/srv/vpsd/templates");
+        assert_int_equal(parse_str(&cfg, "template_dir = /data/t\n", &err), 0);
+        assert_int_equal(config_template_dir(&cfg, dir, sizeof(dir)), 0);
+        assert_string_equal(dir, "/data/t");
+        assert_int_equal(config_template_dir(&cfg, dir, 7), -ENAMETOOLONG);
+        assert_string_equal(dir, "");
+        config_init(&cfg);
+        assert_int_equal(config_template_dir(&cfg, dir, 10), -ENAMETOOLONG);
+        assert_string_equal(dir, "");
 }
 
 static void test_enum_values(void **state)
@@ -292,6 +325,11 @@ static void test_refused_paths(void **state)
         expect_refused("kvm_probe_kernel = vmlinuz", -EINVAL,
                        "t.conf:1: key `kvm_probe_kernel`: `vmlinuz` must be an absolute path");
         expect_refused("qemu_binary = qemu", -EINVAL, "t.conf:1: key `qemu_binary`: `qemu` must be an absolute path");
+        expect_refused("qemu_img = qemu-img", -EINVAL,
+                       "t.conf:1: key `qemu_img`: `qemu-img` must be an absolute path");
+        expect_refused("qemu_img =", -EINVAL, "t.conf:1: key `qemu_img`: `` must be an absolute path");
+        expect_refused("template_dir = templates", -EINVAL,
+                       "t.conf:1: key `template_dir`: `templates` must be an absolute path");
         /* Only kvm_probe_kernel may be empty. */
         expect_refused("state_dir =", -EINVAL, "t.conf:1: key `state_dir`: `` must be an absolute path");
         expect_refused("qemu_binary =   \r\n", -EINVAL, "t.conf:1: key `qemu_binary`: `` must be an absolute path");
@@ -593,12 +631,14 @@ static void test_diff(void **state)
         /* Every key, each once. */
         assert_int_equal(parse_str(&b, "state_dir=/1\ncontrol_socket=/2\ncontrol_group=g\ncontrol_max_clients=1\n"
                                        "control_max_request=1024\nlog_level=warn\nhypervisor=tcg\nkvm_device=/3\n"
-                                       "kvm_probe_kernel=/4\nkvm_probe_timeout=1\nqemu_binary=/5\n",
+                                       "kvm_probe_kernel=/4\nkvm_probe_timeout=1\nqemu_binary=/5\nqemu_img=/6\n"
+                                       "template_dir=/7\n",
                                    &err),
                          0);
         config_diff(&a, &b, collect_key, keys);
         assert_string_equal(keys, "state_dir,control_socket,control_group,control_max_clients,control_max_request,"
-                                  "log_level,hypervisor,kvm_device,kvm_probe_kernel,kvm_probe_timeout,qemu_binary");
+                                  "log_level,hypervisor,kvm_device,kvm_probe_kernel,kvm_probe_timeout,qemu_binary,"
+                                  "qemu_img,template_dir");
 }
 
 static void test_reloadable(void **state)
@@ -615,6 +655,8 @@ static void test_reloadable(void **state)
         assert_false(config_key_reloadable("kvm_probe_kernel"));
         assert_false(config_key_reloadable("kvm_probe_timeout"));
         assert_false(config_key_reloadable("qemu_binary"));
+        assert_false(config_key_reloadable("qemu_img"));
+        assert_false(config_key_reloadable("template_dir"));
         assert_false(config_key_reloadable("no_such_key"));
         assert_false(config_key_reloadable(""));
         assert_false(config_key_reloadable("LOG_LEVEL"));
@@ -626,6 +668,7 @@ int main(void)
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_every_key),
                 cmocka_unit_test(test_enum_values),
+                cmocka_unit_test(test_template_dir),
                 cmocka_unit_test(test_number_bounds),
                 cmocka_unit_test(test_parse_on_top),
                 cmocka_unit_test(test_layout),
