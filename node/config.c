@@ -55,6 +55,23 @@ static int parse_name(const struct config_key *key, const char *value, void *fie
         return str_copy(field, key->size, value);
 }
 
+/* A libvirt URI such as qemu:///system: printable, no spaces. */
+static int parse_uri(const struct config_key *key, const char *value, void *field, char *why, size_t why_size)
+{
+        size_t n = strlen(value);
+
+        if (n == 0 || n >= key->size || !strstr(value, ":/")) {
+                snprintf(why, why_size, "must be a libvirt URI such as qemu:///system");
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < n; i++)
+                if (value[i] <= ' ' || value[i] == 0x7f) {
+                        snprintf(why, why_size, "must not contain spaces or control characters");
+                        return -EINVAL;
+                }
+        return str_copy(field, key->size, value);
+}
+
 static int parse_uint(const struct config_key *key, const char *value, void *field, char *why, size_t why_size)
 {
         unsigned long long n = 0;
@@ -113,6 +130,13 @@ static const struct config_key config_keys[] = {
         { "qemu_binary", parse_path, FIELD(qemu_binary), 1, 0, NULL, false },
         { "qemu_img", parse_path, FIELD(qemu_img), 1, 0, NULL, false },
         { "template_dir", parse_path, FIELD(template_dir), 0, 0, NULL, false },
+        { "libvirt_uri", parse_uri, FIELD(libvirt_uri), 0, 0, NULL, false },
+        { "bridge", parse_name, FIELD(bridge), 0, 0, NULL, false },
+        /* A guest's sockets are GUEST_RUN_DIR/UUID/serial.sock: sun_path
+         * holds 107 bytes, UUID and name take 50 of them. */
+        { "guest_run_dir", parse_path, FIELD(guest_run_dir), 1, 57, NULL, false },
+        { "stop_timeout", parse_uint, FIELD(stop_timeout), 1, 3600, NULL, false },
+        { "genisoimage", parse_path, FIELD(genisoimage), 1, 0, NULL, false },
 };
 
 void config_init(struct config *cfg)
@@ -129,6 +153,11 @@ void config_init(struct config *cfg)
         cfg->kvm_probe_timeout = 20;
         str_copy(cfg->qemu_binary, sizeof(cfg->qemu_binary), "/usr/bin/qemu-system-x86_64");
         str_copy(cfg->qemu_img, sizeof(cfg->qemu_img), "/usr/bin/qemu-img");
+        str_copy(cfg->libvirt_uri, sizeof(cfg->libvirt_uri), "qemu:///system");
+        str_copy(cfg->bridge, sizeof(cfg->bridge), "vpsbr0");
+        str_copy(cfg->guest_run_dir, sizeof(cfg->guest_run_dir), "/run/vpsd/guests");
+        cfg->stop_timeout = 120;
+        str_copy(cfg->genisoimage, sizeof(cfg->genisoimage), "/usr/bin/genisoimage");
 }
 
 int config_template_dir(const struct config *cfg, char *buf, size_t size)
@@ -277,7 +306,7 @@ void config_diff(const struct config *a, const struct config *b, void (*fn)(cons
         for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++) {
                 const struct config_key *k = &config_keys[i];
                 const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
-                bool is_string = k->parse == parse_path || k->parse == parse_name;
+                bool is_string = k->parse == parse_path || k->parse == parse_name || k->parse == parse_uri;
 
                 /* Bytes after a string's NUL may differ and mean nothing. */
                 if (is_string ? strcmp(fa, fb) != 0 : memcmp(fa, fb, k->size) != 0)

@@ -34,6 +34,11 @@ struct config {
         char qemu_binary[PATH_MAX];
         char qemu_img[PATH_MAX];
         char template_dir[PATH_MAX]; /* empty: STATE_DIR/templates (config_template_dir()) */
+        char libvirt_uri[256];
+        char bridge[16];             /* IFNAMSIZ */
+        char guest_run_dir[PATH_MAX];
+        unsigned stop_timeout;       /* seconds for an ACPI shutdown before forced off */
+        char genisoimage[PATH_MAX];
 };
 
 /* Fills every field with its default. */

@@ -76,6 +76,7 @@ static const struct {
         { -ENOENT, "not_found" },   { -EINVAL, "invalid" },       { -EBUSY, "busy" },
         { -EACCES, "forbidden" },   { -EPERM, "forbidden" },      { -E2BIG, "too_large" },
         { -EEXIST, "exists" },      { -EOPNOTSUPP, "unknown_method" }, { -EAGAIN, "try_again" },
+        { -EBADFD, "wrong_state" },
 };
 
 const char *control_error_name(int code)

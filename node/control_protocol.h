@@ -34,7 +34,8 @@ char *control_reply_error(int64_t id, int code, const char *message);
 /* The stable name of an error code: -ENOENT "not_found", -EINVAL
  * "invalid", -EBUSY "busy", -EACCES and -EPERM "forbidden", -E2BIG
  * "too_large", -EEXIST "exists", -EOPNOTSUPP "unknown_method", -EAGAIN
- * "try_again", anything else "internal". */
+ * "try_again", -EBADFD "wrong_state" (not in a state that allows it),
+ * anything else "internal". */
 const char *control_error_name(int code);
 
 /* A request line (with its '\n'); params ownership is taken. */

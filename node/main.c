@@ -190,16 +190,50 @@ static void on_signal(uv_signal_t *s, int signum)
                 stop(v);
 }
 
+/* After reconcile: the control socket, and the service manager is told. */
+static void on_reconciled(int status, const struct error *reconcile_err, struct json_object *result, void *userdata)
+{
+        struct vpsd *v = userdata;
+        char sock_dir[PATH_MAX];
+        struct control_limits limits;
+        struct error err = { 0 };
+        char *slash;
+        int r = 0;
+
+        (void)status;
+        (void)reconcile_err;
+        (void)result;
+        if (v->stopping)
+                return;
+        str_copy(sock_dir, sizeof(sock_dir), v->cfg.control_socket);
+        slash = strrchr(sock_dir, '/');
+        if (slash && slash != sock_dir) {
+                *slash = '\0';
+                r = mkdir_parents(sock_dir, 0755, &err);
+        }
+        control_limits_from(&v->cfg, &limits);
+        if (r == 0)
+                r = control_start(v->loop, v->cfg.control_socket, &limits, vpsd_control_methods, v, &v->control,
+                                  &err);
+        if (r < 0) {
+                log_error("vpsd cannot start", "error=\"%s\"", err.msg);
+                v->exit_code = 1;
+                stop(v);
+                return;
+        }
+        log_info("vpsd ready", "version=" VPSD_VERSION " pid=%d state_dir=%s control_socket=%s schema=%u",
+                 (int)getpid(), v->cfg.state_dir, v->cfg.control_socket, store_schema_version(v->store));
+        notify_send("READY=1");
+}
+
 static int start(struct vpsd *v, struct error *err)
 {
-        char db_path[PATH_MAX + 16], sock_dir[PATH_MAX], template_dir[PATH_MAX];
-        struct control_limits limits;
-        char *slash;
+        char db_path[PATH_MAX + 16], template_dir[PATH_MAX];
         int r;
 
         /* Files vpsd creates are its own unless it says otherwise. */
         umask(077);
-        r = mkdir_parents(v->cfg.state_dir, 0700, err);
+        r = mkdir_parents(v->cfg.state_dir, 0711, err);
         if (r < 0)
                 return r;
         r = state_lock(v, err);
@@ -223,18 +257,25 @@ static int start(struct vpsd *v, struct error *err)
         if (r < 0)
                 return r;
 
-        str_copy(sock_dir, sizeof(sock_dir), v->cfg.control_socket);
-        slash = strrchr(sock_dir, '/');
-        if (slash && slash != sock_dir) {
-                *slash = '\0';
-                r = mkdir_parents(sock_dir, 0755, err);
+        r = virt_new(v->loop, v->cfg.libvirt_uri, &v->virt, err);
+        if (r < 0)
+                return r;
+        {
+                const struct guests_config gc = {
+                        .state_dir = v->cfg.state_dir,
+                        .run_dir = v->cfg.guest_run_dir,
+                        .bridge = v->cfg.bridge,
+                        .qemu_img = v->cfg.qemu_img,
+                        .genisoimage = v->cfg.genisoimage,
+                        .stop_timeout = v->cfg.stop_timeout,
+                };
+                r = mkdir_parents(v->cfg.guest_run_dir, 0711, err);
+                if (r < 0)
+                        return r;
+                r = guests_new(v->loop, v->store, v->virt, &gc, &v->guests, err);
                 if (r < 0)
                         return r;
         }
-        control_limits_from(&v->cfg, &limits);
-        r = control_start(v->loop, v->cfg.control_socket, &limits, vpsd_control_methods, v, &v->control, err);
-        if (r < 0)
-                return r;
 
         uv_signal_init(v->loop, &v->sig_term);
         uv_signal_init(v->loop, &v->sig_int);
@@ -250,10 +291,9 @@ static int start(struct vpsd *v, struct error *err)
         r = hvprobe_start(v->loop, &v->cfg, v->store, true, on_hypervisor, v, &v->probe, err);
         if (r < 0)
                 return r;
-        log_info("vpsd ready", "version=" VPSD_VERSION " pid=%d state_dir=%s control_socket=%s schema=%u",
-                 (int)getpid(), v->cfg.state_dir, v->cfg.control_socket, store_schema_version(v->store));
-        notify_send("READY=1");
-        return 0;
+        /* libvirt and the files are brought in line with the store before
+         * any request is taken: requests then see a consistent node. */
+        return guests_reconcile(v->guests, on_reconciled, v, err);
 }
 
 static void on_probe_only(const struct hvprobe_result *result, void *userdata)
@@ -356,15 +396,19 @@ int main(int argc, char **argv)
                 template_store_shutdown(v.templates);
                 uv_run(v.loop, UV_RUN_DEFAULT);
                 template_store_free(v.templates);
+                guests_free(v.guests);
+                virt_free(v.virt);
                 store_close(v.store);
                 return 1;
         }
         uv_run(v.loop, UV_RUN_DEFAULT);
         v.templates = template_store_free(v.templates);
+        v.guests = guests_free(v.guests);
+        v.virt = virt_free(v.virt);
         v.store = store_close(v.store);
         uv_loop_close(v.loop);
         if (v.lock_fd >= 0)
                 close(v.lock_fd);
         log_info("vpsd stopped");
-        return 0;
+        return v.exit_code;
 }

@@ -126,8 +126,16 @@ static const char migration_0002[] =
         ");"
         "CREATE INDEX services_template ON services (template);";
 
+static const char migration_0003[] =
+        /* What provisioning records beyond the plan: the root password's
+         * crypt(3) hash (the password itself is never stored) and the
+         * cloud-init instance-id of the current install. */
+        "ALTER TABLE services ADD COLUMN root_password_hash TEXT;"
+        "ALTER TABLE services ADD COLUMN instance_id TEXT;";
+
 const struct migration store_migrations[] = {
         { 1, "services, addresses, ssh keys, logs, journal, outbox", migration_0001 },
         { 2, "templates", migration_0002 },
+        { 3, "root password hash and instance-id", migration_0003 },
 };
 const size_t store_migrations_count = ARRAY_SIZE(store_migrations);

@@ -224,3 +224,94 @@ int virt_submit(struct virt *v, enum virt_op op, const char *arg, virt_done_fn d
         }
         return 0;
 }
+
+struct virt_list_job {
+        uv_work_t work;
+        struct virt *virt;
+        char *prefix;
+        virt_list_fn done;
+        void *userdata;
+        int status;
+        char message[512];
+        char **names;
+        enum virt_state *states;
+        size_t n;
+};
+
+static void list_run(uv_work_t *work)
+{
+        struct virt_list_job *j = work->data;
+        virConnectPtr c = conn_get(j->virt);
+        virDomainPtr *domains = NULL;
+        int n;
+
+        if (!c) {
+                j->status = -ECONNREFUSED;
+                snprintf(j->message, sizeof(j->message), "libvirt list: %s", virGetLastErrorMessage());
+                return;
+        }
+        n = virConnectListAllDomains(c, &domains, 0);
+        if (n < 0) {
+                j->status = -EIO;
+                snprintf(j->message, sizeof(j->message), "libvirt list: %s", virGetLastErrorMessage());
+                virConnectClose(c);
+                return;
+        }
+        j->names = calloc((size_t)n + 1, sizeof(char *));
+        j->states = calloc((size_t)n + 1, sizeof(enum virt_state));
+        for (int i = 0; i < n; i++) {
+                const char *name = virDomainGetName(domains[i]);
+                if (j->names && j->states && name && strncmp(name, j->prefix, strlen(j->prefix)) == 0) {
+                        j->names[j->n] = strdup(name);
+                        j->states[j->n] = domain_state(domains[i]);
+                        if (j->names[j->n])
+                                j->n++;
+                }
+                virDomainFree(domains[i]);
+        }
+        free(domains);
+        if (!j->names || !j->states) {
+                j->status = -ENOMEM;
+                snprintf(j->message, sizeof(j->message), "libvirt list: out of memory");
+        }
+        virConnectClose(c);
+}
+
+static void list_done(uv_work_t *work, int status)
+{
+        struct virt_list_job *j = work->data;
+
+        if (status == UV_ECANCELED && j->status == 0) {
+                j->status = -ECANCELED;
+                snprintf(j->message, sizeof(j->message), "libvirt list: cancelled");
+        }
+        j->done(j->status, j->message, j->names, j->states, j->n, j->userdata);
+        for (size_t i = 0; i < j->n; i++)
+                free(j->names[i]);
+        free(j->names);
+        free(j->states);
+        free(j->prefix);
+        free(j);
+}
+
+int virt_list(struct virt *v, const char *prefix, virt_list_fn done, void *userdata, struct error *err)
+{
+        struct virt_list_job *j = calloc(1, sizeof(*j));
+        int r;
+
+        if (!j || !(j->prefix = strdup(prefix))) {
+                free(j);
+                return error_set(err, -ENOMEM, "out of memory");
+        }
+        j->work.data = j;
+        j->virt = v;
+        j->done = done;
+        j->userdata = userdata;
+        r = uv_queue_work(v->loop, &j->work, list_run, list_done);
+        if (r < 0) {
+                free(j->prefix);
+                free(j);
+                return error_set(err, r, "queue libvirt list: %s", uv_strerror(r));
+        }
+        return 0;
+}

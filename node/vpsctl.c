@@ -18,11 +18,13 @@
 #include "common/util.h"
 #include "node/control_protocol.h"
 #include "node/service.h"
+#include "node/spec.h"
 #include "node/template.h"
 
 #define DEFAULT_SOCKET "/run/vpsd/control.sock"
 #define REPLY_MAX (16 * 1024 * 1024)
 #define REPLY_TIMEOUT_MS 60000
+#define SERVICE_TIMEOUT_MS ((3600 + 300) * 1000)
 /* An import copies the whole image: it ends when the copy does. */
 #define IMPORT_TIMEOUT_MS (24 * 3600 * 1000)
 
@@ -36,6 +38,12 @@ static void usage(FILE *out)
                 "  status                  version, uptime, schema, services by state, hypervisor\n"
                 "  service list [--all]    services on this node (--all: terminated ones too)\n"
                 "  service show UUID       one service in full\n"
+                "  service provision FILE  create and start a service from its JSON specification\n"
+                "                          (docs/service.md; FILE `-` reads standard input); prints the\n"
+                "                          root password, once\n"
+                "  service start|stop|restart|force-off UUID\n"
+                "                          power: stop is an ACPI shutdown, forced off after stop_timeout\n"
+                "  service terminate UUID  destroy the guest and its disk, release its addresses\n"
                 "  template import NAME FILE [--os NAME] [--min-disk GIB]\n"
                 "                          copy an image (qcow2 or raw) into the template store, read-only;\n"
                 "                          --os: the OS name shown (default NAME), --min-disk: the smallest\n"
@@ -276,6 +284,66 @@ static const char *format_size(char *buf, size_t size, int64_t bytes)
         return buf;
 }
 
+static void print_provisioned(struct json_object *r)
+{
+        printf("service %s provisioned: %s\n", jstr(r, "uuid"), jstr(r, "state"));
+        printf("root password: %s\n(shown once, and stored on the node only as a hash)\n", jstr(r, "root_password"));
+}
+
+static void print_service_state(struct json_object *r) { printf("service %s: %s\n", jstr(r, "uuid"), jstr(r, "state")); }
+
+/* Reads a specification: bounded, and a JSON object (vpsd checks the rest). */
+static int read_spec(const char *path, struct json_object **ret, struct error *err)
+{
+        cleanup_fclose FILE *f = strcmp(path, "-") == 0 ? NULL : fopen(path, "re");
+        FILE *in = strcmp(path, "-") == 0 ? stdin : f;
+        static char buf[SPEC_JSON_MAX + 1];
+        size_t n;
+
+        if (!in)
+                return error_set_errno(err, -errno, "open `%s`", path);
+        n = fread(buf, 1, sizeof(buf), in);
+        if (ferror(in))
+                return error_set(err, -EIO, "read `%s`", path);
+        if (n > SPEC_JSON_MAX)
+                return error_set(err, -E2BIG, "%s: larger than %d bytes", path, SPEC_JSON_MAX);
+        if (json_parse_object(buf, n, ret, err) < 0)
+                return error_prefix(err, "%s", path);
+        return 0;
+}
+
+/* service provision|start|stop|restart|force-off|terminate: 0, or an exit status. */
+static int service_command(char **args, int nargs, const char **method, struct json_object **params,
+                           void (**print)(struct json_object *))
+{
+        static const struct {
+                const char *verb, *method;
+        } ops[] = { { "start", "service.start" },         { "stop", "service.stop" },
+                    { "restart", "service.restart" },     { "force-off", "service.force-off" },
+                    { "terminate", "service.terminate" } };
+        struct error err = { 0 };
+
+        if (nargs == 3 && strcmp(args[1], "provision") == 0) {
+                if (read_spec(args[2], params, &err) < 0)
+                        return die(2, "%s", err.msg);
+                *method = "service.provision";
+                *print = print_provisioned;
+                return 0;
+        }
+        for (size_t i = 0; i < ARRAY_SIZE(ops); i++)
+                if (nargs == 3 && strcmp(args[1], ops[i].verb) == 0) {
+                        if (!service_uuid_valid(args[2]))
+                                return die(2, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)",
+                                           args[2]);
+                        *method = ops[i].method;
+                        *print = print_service_state;
+                        *params = json_object_new_object();
+                        json_object_object_add(*params, "uuid", json_object_new_string(args[2]));
+                        return 0;
+                }
+        return die(2, "unknown command `service %s`; try `vpsctl --help`", nargs > 1 ? args[1] : "");
+}
+
 static void print_template_imported(struct json_object *t)
 {
         char vsize[32];
@@ -446,6 +514,13 @@ int main(int argc, char **argv)
                 print = print_service;
                 params = json_object_new_object();
                 json_object_object_add(params, "uuid", json_object_new_string(args[2]));
+        } else if (strcmp(args[0], "service") == 0 && nargs >= 2 && strcmp(args[1], "list") != 0 &&
+                   strcmp(args[1], "show") != 0) {
+                int r = service_command(args, nargs, &method, &params, &print);
+                if (r != 0)
+                        return r;
+                /* A stop may wait stop_timeout (at most an hour) for the guest. */
+                timeout_ms = SERVICE_TIMEOUT_MS;
         } else if (strcmp(args[0], "template") == 0) {
                 int r = template_command(args, nargs, os_name, min_disk, &method, &params, &print, &timeout_ms);
                 if (r != 0)
@@ -458,8 +533,11 @@ int main(int argc, char **argv)
                 return die(2, "--os and --min-disk go with `template import` only");
 
         if (call(socket_path, method, params, timeout_ms, &result, code, sizeof(code), &err) < 0) {
-                if (err.code == -EREMOTE)
+                /* "busy: provision" says its code already. */
+                if (err.code == -EREMOTE && strncmp(err.msg, code, strlen(code)) != 0)
                         return die(1, "%s: %s", code, err.msg);
+                if (err.code == -EREMOTE)
+                        return die(1, "%s", err.msg);
                 return die(1, "%s", err.msg);
         }
         if (json)

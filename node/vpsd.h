@@ -8,7 +8,9 @@
 #include "node/control.h"
 #include "node/hvprobe.h"
 #include "node/store.h"
+#include "node/guest.h"
 #include "node/template.h"
+#include "node/virt.h"
 
 struct vpsd {
         uv_loop_t *loop;
@@ -18,14 +20,25 @@ struct vpsd {
         int lock_fd;
         struct store *store;
         struct template_store *templates;
+        struct virt *virt;
+        struct guests *guests;
         struct control *control;
         struct hvprobe *probe;
         struct hvprobe_result hypervisor;
         int64_t started_at;
         uint64_t started_mono_ms;
         bool stopping;
+        int exit_code; /* of a stop that was a failure */
         uv_signal_t sig_term, sig_int, sig_hup;
 };
 
 /* The methods of the control socket (node/control_methods.c). */
 extern const struct control_method vpsd_control_methods[];
+
+/* The guest lifecycle's methods (node/control_guest.c). */
+void control_service_provision(struct control_call *call, struct json_object *params, void *userdata);
+void control_service_start(struct control_call *call, struct json_object *params, void *userdata);
+void control_service_stop(struct control_call *call, struct json_object *params, void *userdata);
+void control_service_restart(struct control_call *call, struct json_object *params, void *userdata);
+void control_service_force_off(struct control_call *call, struct json_object *params, void *userdata);
+void control_service_terminate(struct control_call *call, struct json_object *params, void *userdata);

@@ -67,6 +67,8 @@ class Vpsd:
 
     def start(self, wait=True, prefix=(), env=None, **settings):
         self.write_config(**settings)
+        # What this run logs starts here: a restarted vpsd appends.
+        self.log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([*prefix, str(VPSD), "-c", str(self.config)],
                                      stdout=self.log, stderr=self.log, env=env)
@@ -79,18 +81,25 @@ class Vpsd:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"vpsd exited with {self.proc.returncode}:\n{self.log_text()}")
-            if "vpsd ready" in self.log_text() and self.socket.exists():
+            if "vpsd ready" in self.log_text(this_run=True) and self.socket.exists():
                 return
             time.sleep(0.05)
         raise AssertionError(f"vpsd not ready within {timeout} s:\n{self.log_text()}")
 
-    def log_text(self):
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+    def log_text(self, this_run=False):
+        """The log; with this_run, only what the latest start wrote."""
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as f:
+            if this_run:
+                f.seek(getattr(self, "log_start", 0))
+            return f.read().decode(errors="replace")
 
     def wait_log(self, text, timeout=10):
+        """Waits for text in what the latest start logged."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if text in self.log_text():
+            if text in self.log_text(this_run=True):
                 return
             time.sleep(0.05)
         raise AssertionError(f"{text!r} not logged within {timeout} s:\n{self.log_text()}")

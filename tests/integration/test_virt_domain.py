@@ -72,7 +72,7 @@ def test_domain_boots_and_is_driven(test_guest, rundir, bridge, domains):
 
     log = libvirt_env.wait_console(str(run_dir / "console.log"),
                                    ["VPSD-GUEST-READY hostname=web1", f"VPSD-SEED ssh-key={KEY}",
-                                    "192.0.2.10/24"], timeout=90)
+                                    "192.0.2.10/24"], timeout=180)
     assert "VPSD-SEED hostname=web1" in log
 
     for sock in ("vnc.sock", "serial.sock", "qmp.sock"):

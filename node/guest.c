@@ -1,0 +1,727 @@
+/* The operations and their steps. An operation is a chain of steps; each
+ * step starts one piece of asynchronous work (qemu-img, genisoimage, a
+ * libvirt call) whose completion records the next step in the store before
+ * starting it. So after a crash the store says exactly how far it got. */
+#include "guest_private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/json.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "node/command.h"
+#include "node/domain.h"
+#include "node/logbook.h"
+#include "node/secret.h"
+#include "node/seed.h"
+#include "node/service.h"
+#include "node/template.h"
+
+#define COMMAND_TIMEOUT_MS (10 * 60 * 1000)
+
+static const char *const op_names[] = {
+        [OP_PROVISION] = "provision", [OP_START] = "start",         [OP_STOP] = "stop",
+        [OP_RESTART] = "restart",     [OP_FORCE_OFF] = "force-off", [OP_TERMINATE] = "terminate",
+};
+
+/* The activity log's words for a finished operation. */
+static const char *const op_done_words[] = {
+        [OP_PROVISION] = "provisioned", [OP_START] = "started",        [OP_STOP] = "stopped",
+        [OP_RESTART] = "restarted",     [OP_FORCE_OFF] = "forced off", [OP_TERMINATE] = "terminated",
+};
+
+const char *guest_op_name(enum op_kind kind) { return op_names[kind]; }
+
+int guest_op_kind_parse(const char *name, enum op_kind *ret_kind)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(op_names); i++)
+                if (strcmp(name, op_names[i]) == 0) {
+                        *ret_kind = (enum op_kind)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+const char *guest_power_name(enum guest_power action)
+{
+        static const char *const names[] = { "start", "stop", "restart", "force-off" };
+
+        return names[action];
+}
+
+void guest_paths_init(const struct guests *g, const char *uuid, int64_t service_id, struct guest_paths *p)
+{
+        snprintf(p->domain, sizeof(p->domain), "vpsd-%s", uuid);
+        snprintf(p->tap, sizeof(p->tap), "vps%llx", (unsigned long long)service_id);
+        snprintf(p->disk, sizeof(p->disk), "%s/disks/%s.qcow2", g->state_dir, uuid);
+        snprintf(p->seed, sizeof(p->seed), "%s/seeds/%s.iso", g->state_dir, uuid);
+        snprintf(p->seed_dir, sizeof(p->seed_dir), "%s/seeds/%s.d", g->state_dir, uuid);
+        snprintf(p->run, sizeof(p->run), "%s/%s", g->run_dir, uuid);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+        (void)st;
+        (void)type;
+        (void)ftw;
+        if (remove(path) < 0 && errno != ENOENT)
+                log_warn("cannot remove", "path=%s error=\"%s\"", path, strerror(errno));
+        return 0;
+}
+
+static void remove_tree(const char *path)
+{
+        /* Depth first, never following symlinks out of the folder. */
+        nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void guest_files_remove(const struct guest_paths *p)
+{
+        if (unlink(p->disk) < 0 && errno != ENOENT)
+                log_warn("cannot remove disk", "path=%s error=\"%s\"", p->disk, strerror(errno));
+        if (unlink(p->seed) < 0 && errno != ENOENT)
+                log_warn("cannot remove seed", "path=%s error=\"%s\"", p->seed, strerror(errno));
+        remove_tree(p->seed_dir);
+        remove_tree(p->run);
+}
+
+/* --- the engine --- */
+
+int guests_new(uv_loop_t *loop, struct store *store, struct virt *virt, const struct guests_config *config,
+               struct guests **ret_guests, struct error *err)
+{
+        struct guests *g = calloc(1, sizeof(*g));
+        const char *dirs[] = { "disks", "seeds" };
+        struct passwd *pw;
+
+        if (!g)
+                return error_set(err, -ENOMEM, "out of memory");
+        g->loop = loop;
+        g->store = store;
+        g->virt = virt;
+        g->config = *config;
+        if (str_copy(g->state_dir, sizeof(g->state_dir), config->state_dir) < 0 ||
+            str_copy(g->run_dir, sizeof(g->run_dir), config->run_dir) < 0 ||
+            str_copy(g->bridge, sizeof(g->bridge), config->bridge) < 0 ||
+            str_copy(g->qemu_img, sizeof(g->qemu_img), config->qemu_img) < 0 ||
+            str_copy(g->genisoimage, sizeof(g->genisoimage), config->genisoimage) < 0) {
+                free(g);
+                return error_set(err, -ENAMETOOLONG, "guest paths too long");
+        }
+        /* QEMU runs as libvirt's QEMU user; without one (a node set up
+         * for tests), it runs as root. */
+        pw = getpwnam("libvirt-qemu");
+        g->qemu_uid = pw ? pw->pw_uid : 0;
+        g->qemu_gid = pw ? pw->pw_gid : 0;
+        for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
+                char path[PATH_MAX + 16];
+                snprintf(path, sizeof(path), "%s/%s", g->state_dir, dirs[i]);
+                /* QEMU's user must reach the files below, not list them. */
+                if ((mkdir(path, 0711) < 0 && errno != EEXIST) || chmod(path, 0711) < 0) {
+                        int r = error_set_errno(err, -errno, "create `%s`", path);
+                        free(g);
+                        return r;
+                }
+        }
+        if ((mkdir(g->run_dir, 0711) < 0 && errno != EEXIST) || chmod(g->run_dir, 0711) < 0) {
+                int r = error_set_errno(err, -errno, "create `%s`", g->run_dir);
+                free(g);
+                return r;
+        }
+        /* Templates live in the state dir too: its own 0700 would hide them
+         * from QEMU's user. Reaching (not listing) is all it takes. */
+        if (chmod(g->state_dir, 0711) < 0) {
+                int r = error_set_errno(err, -errno, "chmod `%s`", g->state_dir);
+                free(g);
+                return r;
+        }
+        *ret_guests = g;
+        return 0;
+}
+
+void guests_set_kvm(struct guests *g, bool kvm) { g->kvm = kvm; }
+
+struct guests *guests_free(struct guests *g)
+{
+        free(g);
+        return NULL;
+}
+
+/* --- the busy lock --- */
+
+/* Takes the service's lock for op, or says what holds it. */
+static int lock_take(struct guests *g, int64_t id, const char *uuid, const char *operation, const char *step,
+                     struct error *err)
+{
+        cleanup_stmt sqlite3_stmt *stmt = NULL;
+        int r = store_prepare(g->store,
+                              "UPDATE services SET busy_operation = ?2, busy_step = ?3, busy_since = ?4, "
+                              "updated_at = ?4 WHERE id = ?1 AND busy_operation IS NULL",
+                              &stmt, err);
+
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(stmt, 1, id);
+        sqlite3_bind_text(stmt, 2, operation, -1, SQLITE_STATIC);
+        sqlite3_bind_text(stmt, 3, step, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 4, time_now_wall());
+        if (sqlite3_step(stmt) != SQLITE_DONE)
+                return error_set(err, -EIO, "service %s: lock: %s", uuid, sqlite3_errmsg(store_db(g->store)));
+        if (sqlite3_changes(store_db(g->store)) == 0) {
+                cleanup_stmt sqlite3_stmt *q = NULL;
+                const char *holder = "another operation";
+                if (store_prepare(g->store, "SELECT busy_operation FROM services WHERE id = ?1", &q, NULL) == 0) {
+                        sqlite3_bind_int64(q, 1, id);
+                        if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0))
+                                holder = (const char *)sqlite3_column_text(q, 0);
+                }
+                return error_set(err, -EBUSY, "busy: %s", holder);
+        }
+        return 0;
+}
+
+static void lock_step(struct op *op, const char *step)
+{
+        cleanup_stmt sqlite3_stmt *stmt = NULL;
+
+        if (store_prepare(op->g->store, "UPDATE services SET busy_step = ?2 WHERE id = ?1", &stmt, NULL) < 0)
+                return;
+        sqlite3_bind_int64(stmt, 1, op->service_id);
+        sqlite3_bind_text(stmt, 2, step, -1, SQLITE_STATIC);
+        if (sqlite3_step(stmt) != SQLITE_DONE)
+                log_error("cannot record an operation's step", "service=%s step=%s error=\"%s\"", op->uuid, step,
+                          sqlite3_errmsg(store_db(op->g->store)));
+}
+
+/* Releases the lock, setting the state when state is not NULL. */
+static int lock_release(struct op *op, const char *state)
+{
+        cleanup_stmt sqlite3_stmt *stmt = NULL;
+
+        if (store_prepare(op->g->store,
+                          "UPDATE services SET busy_operation = NULL, busy_step = NULL, busy_since = NULL, "
+                          "state = coalesce(?2, state), updated_at = ?3 WHERE id = ?1",
+                          &stmt, NULL) < 0)
+                return -EIO;
+        sqlite3_bind_int64(stmt, 1, op->service_id);
+        if (state)
+                sqlite3_bind_text(stmt, 2, state, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 3, time_now_wall());
+        if (sqlite3_step(stmt) != SQLITE_DONE) {
+                log_error("cannot release a service's lock", "service=%s error=\"%s\"", op->uuid,
+                          sqlite3_errmsg(store_db(op->g->store)));
+                return -EIO;
+        }
+        return 0;
+}
+
+/* --- operations --- */
+
+struct op *guest_op_new(struct guests *g, enum op_kind kind, int64_t service_id, const char *uuid,
+                        const char *actor, guest_done_fn done, void *userdata)
+{
+        struct op *op = calloc(1, sizeof(*op));
+
+        if (!op)
+                return NULL;
+        op->g = g;
+        op->kind = kind;
+        op->service_id = service_id;
+        str_copy(op->uuid, sizeof(op->uuid), uuid);
+        snprintf(op->actor, sizeof(op->actor), "%s", actor);
+        op->done = done;
+        op->userdata = userdata;
+        guest_paths_init(g, uuid, service_id, &op->paths);
+        g->ops_running++;
+        return op;
+}
+
+void guest_op_free(struct op *op)
+{
+        op->g->ops_running--;
+        spec_free(op->spec);
+        explicit_bzero(op->password, sizeof(op->password));
+        free(op);
+}
+
+static void timer_closed(uv_handle_t *h) { guest_op_free(h->data); }
+
+/* Reports and frees: the last thing an operation does. */
+static void op_end(struct op *op, int status, struct json_object *result)
+{
+        const char *verdict = status < 0 ? op->error.msg : "ok";
+
+        logbook_audit(op->g->store, op->actor, op_names[op->kind], op->uuid, verdict,
+                      op->recovering ? "finished after a restart" : "");
+        if (status == 0 && op->kind != OP_PROVISION)
+                logbook_activity(op->g->store, op->service_id, op->actor, op_done_words[op->kind]);
+        log_info("operation finished", "service=%s operation=%s result=\"%s\"", op->uuid, op_names[op->kind],
+                 verdict);
+        if (op->done)
+                op->done(status, status < 0 ? &op->error : NULL, result, op->userdata);
+        json_object_put(result);
+        if (op->timer_used)
+                uv_close((uv_handle_t *)&op->timer, timer_closed);
+        else
+                guest_op_free(op);
+}
+
+static void provision_rollback(struct op *op);
+
+/* A step failed: provision rolls back; the others release the lock and
+ * leave the service as it was, ready for the operation to be asked again. */
+static void op_fail(struct op *op, int code, const char *message)
+{
+        if (!op->error.code)
+                error_set(&op->error, code < 0 ? code : -EIO, "%s", message);
+        log_warn("operation failed", "service=%s operation=%s error=\"%s\"", op->uuid, op_names[op->kind],
+                 op->error.msg);
+        if (op->kind == OP_PROVISION) {
+                provision_rollback(op);
+                return;
+        }
+        lock_release(op, NULL);
+        op_end(op, op->error.code, NULL);
+}
+
+static void step_shutdown(struct op *op);
+static void step_start(struct op *op);
+static void step_force_off(struct op *op);
+static void step_disk(struct op *op);
+static void step_seed(struct op *op);
+static void step_domain(struct op *op);
+static void step_undefine(struct op *op);
+static void step_files(struct op *op);
+static void step_release(struct op *op);
+
+static const struct {
+        const char *name;
+        void (*fn)(struct op *op);
+} steps[] = {
+        { "disk", step_disk },           { "seed", step_seed },   { "domain", step_domain },
+        { "shutdown", step_shutdown },   { "start", step_start }, { "force-off", step_force_off },
+        { "undefine", step_undefine },   { "files", step_files }, { "release", step_release },
+};
+
+/* Records the step, then starts it. */
+static void op_next(struct op *op, const char *step)
+{
+        for (size_t i = 0; i < ARRAY_SIZE(steps); i++)
+                if (strcmp(steps[i].name, step) == 0) {
+                        lock_step(op, step);
+                        log_debug("operation step", "service=%s operation=%s step=%s", op->uuid,
+                                  op_names[op->kind], step);
+                        steps[i].fn(op);
+                        return;
+                }
+        op_fail(op, -EINVAL, "unknown step");
+}
+
+void guest_op_resume(struct op *op, const char *step) { op_next(op, step); }
+
+static void submit(struct op *op, enum virt_op vop, const char *arg, virt_done_fn cb)
+{
+        struct error err = { 0 };
+
+        if (virt_submit(op->g->virt, vop, arg, cb, op, &err) < 0)
+                op_fail(op, err.code, err.msg);
+}
+
+/* A libvirt call whose failure fails the operation and whose success goes
+ * on with then(op). */
+static void then_done(int status, enum virt_state state, const char *message, void *userdata)
+{
+        struct op *op = userdata;
+
+        (void)state;
+        if (status < 0)
+                op_fail(op, status, message);
+        else
+                op->then(op);
+}
+
+static void submit_then(struct op *op, enum virt_op vop, const char *arg, void (*then)(struct op *op))
+{
+        op->then = then;
+        submit(op, vop, arg, then_done);
+}
+
+/* --- power --- */
+
+static void finish_state(struct op *op, const char *state)
+{
+        struct json_object *result = json_object_new_object();
+
+        lock_release(op, state);
+        json_object_object_add(result, "uuid", json_object_new_string(op->uuid));
+        json_object_object_add(result, "state", json_object_new_string(state));
+        op_end(op, 0, result);
+}
+
+static void finish_running(struct op *op) { finish_state(op, "running"); }
+
+static void step_start(struct op *op)
+{
+        submit_then(op, VIRT_START, op->paths.domain, finish_running);
+}
+
+/* Off: a restart goes on to start, the others are done. */
+static void off(struct op *op)
+{
+        if (op->kind == OP_RESTART)
+                op_next(op, "start");
+        else
+                finish_state(op, "stopped");
+}
+
+static void step_force_off(struct op *op)
+{
+        submit_then(op, VIRT_DESTROY, op->paths.domain, off);
+}
+
+static void poll_state(uv_timer_t *t);
+
+static void shutdown_polled(int status, enum virt_state state, const char *message, void *userdata)
+{
+        struct op *op = userdata;
+
+        if (status < 0) {
+                op_fail(op, status, message);
+                return;
+        }
+        if (state != VIRT_STATE_RUNNING) {
+                off(op);
+                return;
+        }
+        if (op->waited >= op->g->config.stop_timeout) {
+                log_info("ACPI shutdown timed out; forcing off", "service=%s timeout=%u", op->uuid,
+                         op->g->config.stop_timeout);
+                op_next(op, "force-off");
+                return;
+        }
+        /* No sleeping on the loop: poll the domain's state once a second. */
+        op->waited++;
+        uv_timer_start(&op->timer, poll_state, 1000, 0);
+}
+
+static void poll_state(uv_timer_t *t)
+{
+        struct op *op = t->data;
+
+        submit(op, VIRT_STATE, op->paths.domain, shutdown_polled);
+}
+
+static void shutdown_sent(int status, enum virt_state state, const char *message, void *userdata)
+{
+        struct op *op = userdata;
+
+        /* A guest that is already off has nothing to shut down. */
+        if (status < 0 && state != VIRT_STATE_OFF) {
+                op_fail(op, status, message);
+                return;
+        }
+        shutdown_polled(0, state, "", op);
+}
+
+static void step_shutdown(struct op *op)
+{
+        if (!op->timer_used) {
+                uv_timer_init(op->g->loop, &op->timer);
+                op->timer.data = op;
+                op->timer_used = true;
+        }
+        op->waited = 0;
+        submit(op, VIRT_SHUTDOWN, op->paths.domain, shutdown_sent);
+}
+
+/* The service row's id and state by UUID; -ENOENT if none, -EBUSY
+ * "busy: <operation>" while an operation holds its lock: the lock speaks
+ * first, whatever the state. */
+static int service_find(struct guests *g, const char *uuid, int64_t *ret_id, char *state, size_t state_size,
+                        struct error *err)
+{
+        cleanup_stmt sqlite3_stmt *stmt = NULL;
+        int r;
+
+        if (!service_uuid_valid(uuid))
+                return error_set(err, -EINVAL, "`%.64s` is not a service UUID", uuid);
+        r = store_prepare(g->store, "SELECT id, state, busy_operation FROM services WHERE uuid = ?1", &stmt, err);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(stmt, 1, uuid, -1, SQLITE_STATIC);
+        if (sqlite3_step(stmt) != SQLITE_ROW)
+                return error_set(err, -ENOENT, "service %s: not found", uuid);
+        if (sqlite3_column_type(stmt, 2) != SQLITE_NULL)
+                return error_set(err, -EBUSY, "busy: %s", (const char *)sqlite3_column_text(stmt, 2));
+        *ret_id = sqlite3_column_int64(stmt, 0);
+        snprintf(state, state_size, "%s", (const char *)sqlite3_column_text(stmt, 1));
+        return 0;
+}
+
+int guest_power(struct guests *g, const char *uuid, enum guest_power action, const char *actor, guest_done_fn done,
+                void *userdata, struct error *err)
+{
+        static const enum op_kind kinds[] = { OP_START, OP_STOP, OP_RESTART, OP_FORCE_OFF };
+        static const char *const first_steps[] = { "start", "shutdown", "shutdown", "force-off" };
+        char state[32];
+        struct op *op;
+        int64_t id;
+        int r;
+
+        r = service_find(g, uuid, &id, state, sizeof(state), err);
+        if (r < 0)
+                return r;
+        if (strcmp(state, "running") != 0 && strcmp(state, "stopped") != 0)
+                return error_set(err, -EBADFD, "service %s is %s", uuid, state);
+        op = guest_op_new(g, kinds[action], id, uuid, actor, done, userdata);
+        if (!op)
+                return error_set(err, -ENOMEM, "out of memory");
+        r = lock_take(g, id, uuid, op_names[kinds[action]], first_steps[action], err);
+        if (r < 0) {
+                guest_op_free(op);
+                return r;
+        }
+        op_next(op, first_steps[action]);
+        return 0;
+}
+
+/* --- terminate --- */
+
+static void next_files(struct op *op) { op_next(op, "files"); }
+
+static void step_undefine(struct op *op)
+{
+        submit_then(op, VIRT_UNDEFINE, op->paths.domain, next_files);
+}
+
+static void step_files(struct op *op)
+{
+        guest_files_remove(&op->paths);
+        op_next(op, "release");
+}
+
+static void step_release(struct op *op)
+{
+        sqlite3 *db = store_db(op->g->store);
+        cleanup_stmt sqlite3_stmt *stmt = NULL;
+
+        /* The addresses go back to the node's pool; the record stays. */
+        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+            store_prepare(op->g->store,
+                          "DELETE FROM addresses WHERE service_id = ?1", &stmt, NULL) < 0) {
+                op_fail(op, -EIO, sqlite3_errmsg(db));
+                return;
+        }
+        sqlite3_bind_int64(stmt, 1, op->service_id);
+        if (sqlite3_step(stmt) != SQLITE_DONE || lock_release(op, "terminated") < 0 ||
+            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+                op_fail(op, -EIO, sqlite3_errmsg(db));
+                return;
+        }
+        {
+                struct json_object *result = json_object_new_object();
+                json_object_object_add(result, "uuid", json_object_new_string(op->uuid));
+                json_object_object_add(result, "state", json_object_new_string("terminated"));
+                op_end(op, 0, result);
+        }
+}
+
+int guest_terminate(struct guests *g, const char *uuid, const char *actor, guest_done_fn done, void *userdata,
+                    struct error *err)
+{
+        char state[32];
+        struct op *op;
+        int64_t id;
+        int r;
+
+        r = service_find(g, uuid, &id, state, sizeof(state), err);
+        if (r < 0)
+                return r;
+        if (strcmp(state, "terminated") == 0)
+                return error_set(err, -EBADFD, "service %s is terminated", uuid);
+        op = guest_op_new(g, OP_TERMINATE, id, uuid, actor, done, userdata);
+        if (!op)
+                return error_set(err, -ENOMEM, "out of memory");
+        r = lock_take(g, id, uuid, "terminate", "undefine", err);
+        if (r < 0) {
+                guest_op_free(op);
+                return r;
+        }
+        op_next(op, "undefine");
+        return 0;
+}
+
+/* --- provision --- */
+
+static void provision_disk_done(int r, const struct error *err, const struct command_result *result,
+                                void *userdata)
+{
+        struct op *op = userdata;
+
+        (void)result;
+        if (r < 0) {
+                op_fail(op, r, err->msg);
+                return;
+        }
+        if (chmod(op->paths.disk, 0600) < 0) {
+                op_fail(op, -errno, "chmod disk");
+                return;
+        }
+        op_next(op, "seed");
+}
+
+static void step_disk(struct op *op)
+{
+        char size[32], backing[PATH_MAX + 32];
+        const char *argv[] = { op->g->qemu_img, "create", "-q", "-f", "qcow2", "-F", op->template_format, "-b",
+                               backing, op->paths.disk, size, NULL };
+        const struct command_options opts = { .name = "qemu-img create", .timeout_ms = COMMAND_TIMEOUT_MS };
+        struct command *cmd;
+        struct error err = { 0 };
+
+        snprintf(backing, sizeof(backing), "%s", op->template_path);
+        snprintf(size, sizeof(size), "%uG", op->spec->plan.disk_gib);
+        if (command_start(op->g->loop, argv, &opts, provision_disk_done, op, &cmd, &err) < 0)
+                op_fail(op, err.code, err.msg);
+}
+
+static void provision_seed_done(int r, const struct error *err, const struct command_result *result,
+                                void *userdata)
+{
+        struct op *op = userdata;
+
+        (void)result;
+        remove_tree(op->paths.seed_dir);
+        if (r < 0) {
+                op_fail(op, r, err->msg);
+                return;
+        }
+        /* It holds the root password's hash: QEMU's user only. */
+        if (chown(op->paths.seed, op->g->qemu_uid, op->g->qemu_gid) < 0 || chmod(op->paths.seed, 0400) < 0) {
+                op_fail(op, -errno, "chmod seed");
+                return;
+        }
+        op_next(op, "domain");
+}
+
+static void step_seed(struct op *op)
+{
+        const char *argv[] = { op->g->genisoimage, "-quiet", "-V", "cidata", "-J", "-r", "-o", op->paths.seed,
+                               op->paths.seed_dir, NULL };
+        const struct command_options opts = { .name = "genisoimage", .timeout_ms = COMMAND_TIMEOUT_MS };
+        char hash[SECRET_HASH_SIZE];
+        struct seed_params params = { .instance_id = op->instance_id, .password_hash = hash };
+        struct command *cmd;
+        struct error err = { 0 };
+        int r;
+
+        remove_tree(op->paths.seed_dir);
+        if (mkdir(op->paths.seed_dir, 0700) < 0) {
+                op_fail(op, -errno, "create the seed folder");
+                return;
+        }
+        r = secret_password_hash(op->password, hash, &err);
+        if (r == 0)
+                r = seed_write_dir(op->paths.seed_dir, op->spec, &params, &err);
+        explicit_bzero(hash, sizeof(hash));
+        if (r < 0) {
+                op_fail(op, r, err.msg);
+                return;
+        }
+        if (command_start(op->g->loop, argv, &opts, provision_seed_done, op, &cmd, &err) < 0)
+                op_fail(op, err.code, err.msg);
+}
+
+static void provision_started(int status, enum virt_state state, const char *message, void *userdata)
+{
+        struct op *op = userdata;
+        struct json_object *result;
+
+        (void)state;
+        if (status < 0) {
+                op_fail(op, status, message);
+                return;
+        }
+        lock_release(op, "running");
+        logbook_activity(op->g->store, op->service_id, op->actor, "provisioned");
+        result = json_object_new_object();
+        json_object_object_add(result, "uuid", json_object_new_string(op->uuid));
+        json_object_object_add(result, "state", json_object_new_string("running"));
+        /* The one time the password leaves the node: to the caller, for the
+         * customer's welcome email. */
+        json_object_object_add(result, "root_password", json_object_new_string(op->password));
+        explicit_bzero(op->password, sizeof(op->password));
+        op_end(op, 0, result);
+}
+
+static void step_domain(struct op *op)
+{
+        struct domain_params params = {
+                .name = op->paths.domain,
+                .uuid = op->uuid,
+                .kvm = op->g->kvm,
+                .vcpus = op->spec->plan.vcpus,
+                .memory_mib = op->spec->plan.memory_mib,
+                .disk_path = op->paths.disk,
+                .seed_path = op->paths.seed,
+                .mac = op->spec->mac,
+                .bridge = op->g->bridge,
+                .tap = op->paths.tap,
+                .run_dir = op->paths.run,
+        };
+        cleanup_free char *xml = NULL;
+        struct error err = { 0 };
+
+        /* QEMU creates the guest's sockets here, as its own user. */
+        if ((mkdir(op->paths.run, 0750) < 0 && errno != EEXIST) ||
+            chown(op->paths.run, op->g->qemu_uid, op->g->qemu_gid) < 0) {
+                op_fail(op, -errno, "create the run folder");
+                return;
+        }
+        if (domain_xml(&params, &xml, &err) < 0) {
+                op_fail(op, err.code, err.msg);
+                return;
+        }
+        submit(op, VIRT_DEFINE_START, xml, provision_started);
+}
+
+static void provision_rolled_back(int status, enum virt_state state, const char *message, void *userdata)
+{
+        struct op *op = userdata;
+        cleanup_stmt sqlite3_stmt *stmt = NULL;
+
+        (void)state;
+        if (status < 0)
+                log_error("provision rollback: cannot remove the domain", "service=%s error=\"%s\"", op->uuid,
+                          message);
+        guest_files_remove(&op->paths);
+        /* The service never existed for the customer: its rows go (the
+         * addresses and keys with them), the audit log keeps the story. */
+        if (store_prepare(op->g->store, "DELETE FROM services WHERE id = ?1", &stmt, NULL) == 0) {
+                sqlite3_bind_int64(stmt, 1, op->service_id);
+                if (sqlite3_step(stmt) != SQLITE_DONE)
+                        log_error("provision rollback: cannot delete the record", "service=%s", op->uuid);
+        }
+        if (!op->error.code)
+                error_set(&op->error, -EINTR, "service %s: provision: interrupted, rolled back", op->uuid);
+        op_end(op, op->error.code, NULL);
+}
+
+static void provision_rollback(struct op *op)
+{
+        struct error err = { 0 };
+
+        if (virt_submit(op->g->virt, VIRT_UNDEFINE, op->paths.domain, provision_rolled_back, op, &err) < 0)
+                provision_rolled_back(err.code, VIRT_STATE_ABSENT, err.msg, op);
+}
+
+void guest_provision_rollback(struct op *op) { provision_rollback(op); }

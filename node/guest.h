@@ -1,0 +1,73 @@
+/* Guest lifecycle: the long operations on a service's guest (provision,
+ * power, terminate), each under the service's busy lock persisted in the
+ * store with the operation's name and the step it reached, so that a crash
+ * at any step is finished or rolled back at the next start
+ * (guest_reconcile) and no lock ever needs a human.
+ *
+ * An operation the function accepted (returned 0) ends by calling its
+ * guest_done_fn exactly once, on the loop; a refusal (negative return)
+ * never calls it. */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "common/error.h"
+#include "node/spec.h"
+#include "node/store.h"
+#include "node/virt.h"
+
+struct guests;
+
+struct guests_config {
+        const char *state_dir;      /* disks/ and seeds/ live below it */
+        const char *run_dir;        /* one folder per running guest below it */
+        const char *bridge;         /* the node's bridge for guest ports */
+        const char *qemu_img;       /* qemu-img */
+        const char *genisoimage;    /* genisoimage, for the cidata seed */
+        unsigned stop_timeout;      /* seconds an ACPI shutdown may take before forced off */
+};
+
+enum guest_power {
+        GUEST_START,
+        GUEST_STOP,
+        GUEST_RESTART,
+        GUEST_FORCE_OFF,
+};
+
+/* status 0 with result (borrowed; take a reference to keep it), or -errno
+ * with err saying why. */
+typedef void (*guest_done_fn)(int status, const struct error *err, struct json_object *result, void *userdata);
+
+int guests_new(uv_loop_t *loop, struct store *store, struct virt *virt, const struct guests_config *config,
+               struct guests **ret_guests, struct error *err);
+
+/* Whether new domains are of type kvm (else qemu/TCG): the probe's verdict. */
+void guests_set_kvm(struct guests *guests, bool kvm);
+
+/* Brings libvirt and the files in line with the store: finishes or rolls
+ * back operations a crash cut short, removes domains and files of no live
+ * service, starts services that should run and do not. */
+int guests_reconcile(struct guests *guests, guest_done_fn done, void *userdata, struct error *err);
+
+/* Validates against the node's records (template, duplicate UUID,
+ * addresses and MAC of other services), then creates disk, seed and domain
+ * and starts it. spec is taken over. The result holds the root password,
+ * the only time it leaves the node. actor names who asked, for the audit log. */
+int guest_provision(struct guests *guests, struct service_spec *spec, const char *actor, guest_done_fn done,
+                    void *userdata, struct error *err);
+
+int guest_power(struct guests *guests, const char *uuid, enum guest_power action, const char *actor,
+                guest_done_fn done, void *userdata, struct error *err);
+
+/* Destroys the domain, deletes disk, seed and run folder and releases the
+ * addresses; the record stays, terminated, for the audit trail. */
+int guest_terminate(struct guests *guests, const char *uuid, const char *actor, guest_done_fn done,
+                    void *userdata, struct error *err);
+
+/* Frees when no operation is running (the loop has drained). Accepts
+ * NULL; returns NULL. */
+struct guests *guests_free(struct guests *guests);
+
+const char *guest_power_name(enum guest_power action);

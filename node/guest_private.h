@@ -1,0 +1,90 @@
+/* What guest.c and guest_reconcile.c share: the engine, one operation in
+ * flight on one service, and the paths a guest's pieces live at. Not a
+ * contract for anyone else. */
+#pragma once
+
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "node/guest.h"
+
+struct guests {
+        uv_loop_t *loop;
+        struct store *store;
+        struct virt *virt;
+        struct guests_config config;
+        char state_dir[PATH_MAX];
+        char run_dir[PATH_MAX];
+        char bridge[32];
+        char qemu_img[PATH_MAX];
+        char genisoimage[PATH_MAX];
+        uid_t qemu_uid; /* QEMU runs as this user: it creates the sockets in the run folder */
+        gid_t qemu_gid;
+        bool kvm;
+        unsigned ops_running;
+};
+
+/* Where a service's guest lives. The domain and tap names are
+ * infrastructure identifiers: logs for the operator only. */
+struct guest_paths {
+        char domain[48]; /* vpsd-UUID */
+        char tap[16];    /* vps + the service's row id in hex: at most 15 characters */
+        char disk[PATH_MAX];
+        char seed[PATH_MAX];
+        char seed_dir[PATH_MAX]; /* the seed's files while the image is made */
+        char run[PATH_MAX];
+};
+
+void guest_paths_init(const struct guests *g, const char *uuid, int64_t service_id, struct guest_paths *ret);
+
+/* Removes disk, seed (and its files) and run folder; absent is fine. */
+void guest_files_remove(const struct guest_paths *paths);
+
+enum op_kind {
+        OP_PROVISION,
+        OP_START,
+        OP_STOP,
+        OP_RESTART,
+        OP_FORCE_OFF,
+        OP_TERMINATE,
+};
+
+struct op {
+        struct guests *g;
+        enum op_kind kind;
+        int64_t service_id;
+        char uuid[SPEC_UUID_SIZE];
+        char actor[96];
+        struct guest_paths paths;
+        struct service_spec *spec; /* provision: until the seed is written */
+        char template_path[PATH_MAX];
+        char template_format[8];
+        char password[SPEC_ROOT_PASSWORD_MAX + 1]; /* provision: returned once, then wiped */
+        char instance_id[40];
+        uv_timer_t timer; /* stop: polls the domain until it is off */
+        bool timer_used;
+        unsigned waited;  /* seconds waited for an ACPI shutdown */
+        bool recovering;  /* started by reconcile, not by a request */
+        struct error error; /* the first failure, reported after a rollback */
+        void (*then)(struct op *op); /* what follows the libvirt call in flight */
+        guest_done_fn done;
+        void *userdata;
+};
+
+/* Undoes a provision at whatever step it reached: domain, files and the
+ * service's rows go; the audit log keeps the story. */
+void guest_provision_rollback(struct op *op);
+
+/* Starts op at the persisted step `step` (reconcile resumes with these). */
+void guest_op_resume(struct op *op, const char *step);
+
+/* Creates an op for a service row; the caller fills what its kind needs. */
+struct op *guest_op_new(struct guests *g, enum op_kind kind, int64_t service_id, const char *uuid,
+                        const char *actor, guest_done_fn done, void *userdata);
+
+/* Frees an op that never started (nothing recorded, no callback). */
+void guest_op_free(struct op *op);
+
+const char *guest_op_name(enum op_kind kind);
+int guest_op_kind_parse(const char *name, enum op_kind *ret_kind);

@@ -1,0 +1,314 @@
+"""Guest lifecycle through vpsctl against the real libvirtd and TCG guests
+from the tiny test template: provision, power, busy lock, terminate, bad
+requests, and kill -9 of vpsd in the middle of operations."""
+
+import json
+import os
+import signal
+import sqlite3
+import stat
+import subprocess
+import time
+import uuid
+
+import pytest
+
+import libvirt_env
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFcaVmvBmb0yb3ZwcTfWiR7f0r0kTvGm5CV2Ll0Bxw5k vpsd-test@example"
+BOOT = 180  # seconds a TCG guest may take to print its ready marker (a loaded machine is slow)
+
+
+def spec(**over):
+    s = {
+        "uuid": str(uuid.uuid4()),
+        "account_id": "acct-42",
+        "hostname": "web1",
+        "plan": {"vcpus": 1, "memory_mib": 256, "disk_gib": 1, "port_speed_mbit": 100, "traffic_gib": None},
+        "template": "tiny",
+        "addresses": [{"address": "192.0.2.10", "prefix": 24, "gateway": "192.0.2.1"},
+                      {"address": "2001:db8::10", "prefix": 64, "gateway": "2001:db8::1"}],
+        "ssh_keys": [KEY],
+    }
+    s.update(over)
+    return s
+
+
+class Node:
+    """A vpsd with guests: its bridge, its template, its paths."""
+
+    def __init__(self, vpsd, bridge):
+        self.vpsd = vpsd
+        self.bridge = bridge
+        self.run = vpsd.root / "guests"
+
+    def provision(self, s, check=True):
+        path = self.vpsd.root / f"spec-{s['uuid']}.json"
+        path.write_text(json.dumps(s))
+        r = self.vpsd.ctl("--json", "service", "provision", str(path), check=check)
+        return json.loads(r.stdout) if r.returncode == 0 else r
+
+    def console(self, u):
+        return self.run / u / "console.log"
+
+    def db(self):
+        return sqlite3.connect(self.vpsd.state_dir / "vpsd.db")
+
+    def files(self, u):
+        return [self.vpsd.state_dir / "disks" / f"{u}.qcow2", self.vpsd.state_dir / "seeds" / f"{u}.iso",
+                self.run / u]
+
+
+@pytest.fixture
+def node(vpsd_factory, libvirt, bridge, test_guest):
+    v = vpsd_factory()
+    v.start(hypervisor="tcg", bridge=bridge, guest_run_dir=v.root / "guests", stop_timeout=30)
+    v.ctl("template", "import", "tiny", str(test_guest / "guest.qcow2"))
+    n = Node(v, bridge)
+    yield n
+    # Whatever a test left: no domain of this vpsd survives it.
+    with n.db() as db:
+        for (u,) in db.execute("SELECT uuid FROM services"):
+            libvirt_env.destroy_and_undefine(f"vpsd-{u}")
+    assert v.stop(timeout=60) == 0, v.log_text()
+
+
+def domstate(u):
+    return libvirt_env.domain_state(f"vpsd-{u}")
+
+
+def test_provision_boots_with_its_seed(node):
+    s = spec()
+    r = node.provision(s)
+    assert r["uuid"] == s["uuid"] and r["state"] == "running"
+    password = r["root_password"]
+    assert len(password) == 20
+
+    assert domstate(s["uuid"]) == "running"
+    log = libvirt_env.wait_console(str(node.console(s["uuid"])),
+                                   ["VPSD-GUEST-READY hostname=web1", f"VPSD-SEED ssh-key={KEY}",
+                                    "192.0.2.10/24", "2001:db8::10/64"], timeout=BOOT)
+    assert password not in log
+
+    shown = node.vpsd.ctl_json("service", "show", s["uuid"])
+    assert shown["state"] == "running" and shown["busy"] is None
+    assert [a["address"] for a in shown["addresses"]] == ["192.0.2.10", "2001:db8::10"]
+    assert shown["ssh_keys"][0]["fingerprint"].startswith("SHA256:")
+    assert shown["mac"].startswith("52:54:00:")
+
+    with node.db() as db:
+        (hashed,) = db.execute("SELECT root_password_hash FROM services WHERE uuid = ?", (s["uuid"],)).fetchone()
+    salt = hashed.split("$")[2]
+    again = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input=password,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert hashed.startswith("$6$") and again == hashed
+    assert password not in node.vpsd.log_text(), "the password is never logged"
+    disk, seed, run = node.files(s["uuid"])
+    assert disk.exists() and seed.exists() and (run / "qmp.sock").is_socket()
+    assert stat.S_IMODE(seed.stat().st_mode) == 0o400
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(disk)],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert info["virtual-size"] == 1 << 30, "the overlay is grown to the plan's disk"
+    assert info["backing-filename"].endswith("/tiny.qcow2")
+
+
+def test_power_operations(node):
+    s = spec()
+    node.provision(s)
+    console = str(node.console(s["uuid"]))
+    libvirt_env.wait_console(console, ["VPSD-GUEST-READY"], timeout=BOOT)
+
+    r = node.vpsd.ctl_json("service", "stop", s["uuid"])
+    assert r["state"] == "stopped" and domstate(s["uuid"]) == "shut off"
+    r = node.vpsd.ctl_json("service", "start", s["uuid"])
+    assert r["state"] == "running" and domstate(s["uuid"]) == "running"
+    libvirt_env.wait_console(console, ["VPSD-GUEST-READY"], timeout=BOOT)
+    before = libvirt_env.read_console_log(console).count("VPSD-GUEST-BOOTING")
+    r = node.vpsd.ctl_json("service", "restart", s["uuid"])
+    assert r["state"] == "running"
+    deadline = time.monotonic() + BOOT
+    while libvirt_env.read_console_log(console).count("VPSD-GUEST-BOOTING") <= before:
+        assert time.monotonic() < deadline, "the guest did not boot again after restart"
+        time.sleep(0.5)
+    r = node.vpsd.ctl_json("service", "force-off", s["uuid"])
+    assert r["state"] == "stopped" and domstate(s["uuid"]) == "shut off"
+    assert node.vpsd.ctl_json("service", "show", s["uuid"])["state"] == "stopped"
+
+    with node.db() as db:
+        actions = [a for (a,) in db.execute(
+            "SELECT action FROM activity_log a JOIN services s ON s.id = a.service_id WHERE s.uuid = ? ORDER BY a.id",
+            (s["uuid"],))]
+    assert actions == ["provisioned", "stopped", "started", "restarted", "forced off"]
+
+
+def test_busy_while_provisioning(node, tmp_path):
+    s = spec()
+    path = node.vpsd.root / "spec.json"
+    path.write_text(json.dumps(s))
+    first = subprocess.Popen([str(node.vpsd.proc.args[0]).replace("vpsd", "vpsctl"), "--socket",
+                              str(node.vpsd.socket), "service", "provision", str(path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while True:
+        r = node.vpsd.ctl("service", "start", s["uuid"], check=False)
+        if "not found" not in r.stderr:
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert r.returncode == 1 and r.stderr.strip() == "vpsctl: busy: provision", r.stderr
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert node.vpsd.ctl("service", "start", s["uuid"]).returncode == 0, "the lock is gone when it ends"
+
+
+def test_terminate_removes_everything_and_releases_addresses(node):
+    s = spec()
+    node.provision(s)
+    r = node.vpsd.ctl_json("service", "terminate", s["uuid"])
+    assert r["state"] == "terminated"
+    assert domstate(s["uuid"]) is None
+    assert not any(p.exists() for p in node.files(s["uuid"]))
+    shown = node.vpsd.ctl_json("service", "show", s["uuid"])
+    assert shown["state"] == "terminated" and shown["addresses"] == []
+    assert s["uuid"] not in node.vpsd.ctl("service", "list").stdout, "hidden from lists"
+    # The addresses are free again.
+    again = spec()
+    assert node.provision(again)["state"] == "running"
+    r = node.vpsd.ctl("service", "start", s["uuid"], check=False)
+    assert r.returncode == 1 and "terminated" in r.stderr
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"template": "nope"}, "template: `nope` is not on this node"),
+    ({"plan": {"vcpus": 0, "memory_mib": 256, "disk_gib": 1, "port_speed_mbit": 100, "traffic_gib": None}},
+     "plan.vcpus"),
+    ({"plan": {"vcpus": 1, "memory_mib": 256, "disk_gib": 99999999, "port_speed_mbit": 100, "traffic_gib": None}},
+     "plan.disk_gib"),
+    ({"ssh_keys": ["ssh-ed25519 AAAAnotakey"]}, "ssh_keys[0]"),
+    ({"hostname": "-bad-"}, "hostname"),
+    ({"addresses": [{"address": "192.0.2.10", "prefix": 24, "gateway": "198.51.100.1"}]}, "addresses[0].gateway"),
+])
+def test_bad_provision_leaves_nothing(node, change, message):
+    s = spec(**change)
+    r = node.provision(s, check=False)
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    with node.db() as db:
+        assert db.execute("SELECT count(*) FROM services").fetchone()[0] == 0
+    assert domstate(s["uuid"]) is None
+    assert not any(p.exists() for p in node.files(s["uuid"]))
+
+
+def test_conflicts_with_other_services_refused(node):
+    first = spec()
+    node.provision(first)
+    dup = node.provision(spec(uuid=first["uuid"]), check=False)
+    assert dup.returncode == 1 and "already exists" in dup.stderr
+    taken = spec()
+    r = node.provision(taken, check=False)
+    assert r.returncode == 1 and "addresses[0]: 192.0.2.10 is already used by another service" in r.stderr
+    assert domstate(taken["uuid"]) is None and not any(p.exists() for p in node.files(taken["uuid"]))
+
+
+def slow_tool(node, name, real):
+    """A stand-in for a tool vpsd runs that first waits, so that vpsd can be
+    killed while it is in that step."""
+    path = node.vpsd.root / f"slow-{name}"
+    path.write_text(f"#!/bin/sh\ntouch {node.vpsd.root}/{name}.started\nsleep 30\nexec {real} \"$@\"\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.mark.parametrize("step,tool,real", [
+    ("disk", "qemu_img", "/usr/bin/qemu-img"),
+    ("seed", "genisoimage", "/usr/bin/genisoimage"),
+])
+def test_kill_during_provision_rolls_back(node, step, tool, real):
+    v = node.vpsd
+    assert v.stop() == 0
+    v.start(**{tool: slow_tool(node, tool, real)})
+    s = spec()
+    path = v.root / "spec.json"
+    path.write_text(json.dumps(s))
+    proc = subprocess.Popen([str(v.proc.args[0]).replace("vpsd", "vpsctl"), "--socket", str(v.socket),
+                             "service", "provision", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (v.root / f"{tool}.started").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with node.db() as db:
+        assert db.execute("SELECT busy_operation, busy_step FROM services WHERE uuid = ?",
+                          (s["uuid"],)).fetchone() == ("provision", step)
+    v.proc.send_signal(signal.SIGKILL)
+    v.proc.wait()
+    proc.wait(30)
+    subprocess.run(["pkill", "-f", f"slow-{tool}"])
+
+    v.start(**{tool: real})
+    v.wait_log("reconcile: done", timeout=60)
+    with node.db() as db:
+        assert db.execute("SELECT count(*) FROM services").fetchone()[0] == 0, "the provision was rolled back"
+        (result,) = db.execute("SELECT result FROM audit_log WHERE action = 'provision' AND target = ?",
+                               (s["uuid"],)).fetchone()
+        assert "rolled back" in result
+    assert domstate(s["uuid"]) is None
+    assert not any(p.exists() for p in node.files(s["uuid"]))
+    # And the node works: the same service provisions now.
+    assert node.provision(s)["state"] == "running"
+
+
+def test_kill_during_terminate_is_finished(node):
+    s = spec()
+    node.provision(s)
+    v = node.vpsd
+    v.proc.send_signal(signal.SIGKILL)
+    v.proc.wait()
+    # What a crash between terminate's steps leaves: the lock, at "files",
+    # with the domain already gone.
+    libvirt_env.destroy_and_undefine(f"vpsd-{s['uuid']}")
+    with node.db() as db:
+        db.execute("UPDATE services SET busy_operation = 'terminate', busy_step = 'files' WHERE uuid = ?",
+                   (s["uuid"],))
+    v.start()
+    v.wait_log("reconcile: done", timeout=60)
+    shown = v.ctl_json("service", "show", s["uuid"])
+    assert shown["state"] == "terminated" and shown["busy"] is None and shown["addresses"] == []
+    assert not any(p.exists() for p in node.files(s["uuid"]))
+
+
+def test_reconcile_starts_what_should_run_and_removes_orphans(node):
+    s = spec()
+    node.provision(s)
+    v = node.vpsd
+    v.proc.send_signal(signal.SIGKILL)
+    v.proc.wait()
+    subprocess.run(["virsh", "-q", "-c", "qemu:///system", "destroy", f"vpsd-{s['uuid']}"], check=True)
+    orphan = str(uuid.uuid4())
+    # A domain and files of a service the node does not know.
+    xml = libvirt_env.domain_xml(f"vpsd-{s['uuid']}").replace(s["uuid"], orphan)
+    xml = xml.replace("<uuid>", "<uuid>").replace(f"<name>vpsd-{s['uuid']}</name>", f"<name>vpsd-{orphan}</name>")
+    path = v.root / "orphan.xml"
+    path.write_text(xml)
+    subprocess.run(["virsh", "-q", "-c", "qemu:///system", "define", str(path)], check=True)
+    (v.state_dir / "disks" / f"{orphan}.qcow2").write_text("x")
+    v.start()
+    v.wait_log("reconcile: done", timeout=60)
+    assert domstate(s["uuid"]) == "running", "a service that should run is started"
+    assert domstate(orphan) is None, "a domain without a live service is removed"
+    assert not (v.state_dir / "disks" / f"{orphan}.qcow2").exists()
+    assert "removing a domain that belongs to no live service" in v.log_text()
+
+
+def test_activity_log_shows_no_infrastructure(node):
+    s = spec()
+    node.provision(s)
+    node.vpsd.ctl("service", "stop", s["uuid"])
+    node.vpsd.ctl("service", "terminate", s["uuid"])
+    with node.db() as db:
+        rows = db.execute("SELECT actor, action, detail FROM activity_log").fetchall()
+        sid = db.execute("SELECT id FROM services WHERE uuid = ?", (s["uuid"],)).fetchone()[0]
+        audit = db.execute("SELECT actor, action, target, result FROM audit_log").fetchall()
+    text = json.dumps(rows)
+    assert rows and "vpsd-" not in text and "/" not in text and "vps%x" % sid not in text
+    assert node.bridge not in text and os.uname().nodename not in text
+    assert any(a[1] == "terminate" and a[2] == s["uuid"] and a[0].startswith("operator uid=0") for a in audit)
