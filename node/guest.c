@@ -20,6 +20,7 @@
 #include "node/command.h"
 #include "node/domain.h"
 #include "node/logbook.h"
+#include "node/monitor.h"
 #include "node/secret.h"
 #include "node/seed.h"
 #include "node/service.h"
@@ -148,6 +149,26 @@ int guests_new(uv_loop_t *loop, struct store *store, struct virt *virt, const st
 }
 
 void guests_set_kvm(struct guests *g, bool kvm) { g->kvm = kvm; }
+
+void guests_set_monitors(struct guests *g, struct monitors *monitors) { g->monitors = monitors; }
+
+void guest_monitor_watch(struct guests *g, int64_t service_id, const char *uuid)
+{
+        struct guest_paths p;
+        char socket[PATH_MAX + 16];
+
+        if (!g->monitors)
+                return;
+        guest_paths_init(g, uuid, service_id, &p);
+        snprintf(socket, sizeof(socket), "%s/" DOMAIN_QMP_SOCKET, p.run);
+        monitor_watch(g->monitors, service_id, uuid, socket);
+}
+
+void guest_monitor_unwatch(struct guests *g, const char *uuid)
+{
+        if (g->monitors)
+                monitor_unwatch(g->monitors, uuid);
+}
 
 struct guests *guests_free(struct guests *g)
 {
@@ -366,7 +387,11 @@ static void finish_state(struct op *op, const char *state)
         op_end(op, 0, result);
 }
 
-static void finish_running(struct op *op) { finish_state(op, "running"); }
+static void finish_running(struct op *op)
+{
+        guest_monitor_watch(op->g, op->service_id, op->uuid);
+        finish_state(op, "running");
+}
 
 static void step_start(struct op *op)
 {
@@ -499,6 +524,7 @@ static void next_files(struct op *op) { op_next(op, "files"); }
 
 static void step_undefine(struct op *op)
 {
+        guest_monitor_unwatch(op->g, op->uuid);
         submit_then(op, VIRT_UNDEFINE, op->paths.domain, next_files);
 }
 
@@ -652,6 +678,7 @@ static void provision_started(int status, enum virt_state state, const char *mes
                 return;
         }
         lock_release(op, "running");
+        guest_monitor_watch(op->g, op->service_id, op->uuid);
         logbook_activity(op->g->store, op->service_id, op->actor, "provisioned");
         result = json_object_new_object();
         json_object_object_add(result, "uuid", json_object_new_string(op->uuid));

@@ -43,6 +43,10 @@ typedef void (*guest_done_fn)(int status, const struct error *err, struct json_o
 int guests_new(uv_loop_t *loop, struct store *store, struct virt *virt, const struct guests_config *config,
                struct guests **ret_guests, struct error *err);
 
+struct monitors;
+/* The QMP monitors to keep of running guests (node/monitor.h). */
+void guests_set_monitors(struct guests *guests, struct monitors *monitors);
+
 /* Whether new domains are of type kvm (else qemu/TCG): the probe's verdict. */
 void guests_set_kvm(struct guests *guests, bool kvm);
 

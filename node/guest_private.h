@@ -23,6 +23,7 @@ struct guests {
         gid_t qemu_gid;
         bool kvm;
         unsigned ops_running;
+        struct monitors *monitors; /* may be NULL */
 };
 
 /* Where a service's guest lives. The domain and tap names are
@@ -82,6 +83,10 @@ void guest_op_resume(struct op *op, const char *step);
 /* Creates an op for a service row; the caller fills what its kind needs. */
 struct op *guest_op_new(struct guests *g, enum op_kind kind, int64_t service_id, const char *uuid,
                         const char *actor, guest_done_fn done, void *userdata);
+
+/* Keeps (or drops) vpsd's QMP monitor of a guest that now runs (or goes). */
+void guest_monitor_watch(struct guests *g, int64_t service_id, const char *uuid);
+void guest_monitor_unwatch(struct guests *g, const char *uuid);
 
 /* Frees an op that never started (nothing recorded, no callback). */
 void guest_op_free(struct op *op);

@@ -201,6 +201,9 @@ static void listed(int status, const char *message, char **names, const enum vir
                         t.op = OP_START;
                         snprintf(t.step, sizeof(t.step), "start");
                         task_add(rc, &t);
+                } else if (strcmp(state, "running") == 0) {
+                        /* Running as it should: vpsd watches it again. */
+                        guest_monitor_watch(rc->g, t.service_id, t.uuid);
                 } else if (strcmp(state, "stopped") == 0 && states[i] == VIRT_STATE_RUNNING) {
                         t.op = OP_FORCE_OFF;
                         snprintf(t.step, sizeof(t.step), "force-off");

@@ -133,6 +133,9 @@ static void stop(struct vpsd *v)
         log_info("stopping");
         v->control = control_stop(v->control);
         v->probe = hvprobe_cancel(v->probe);
+        v->monitors = monitors_free(v->monitors);
+        if (v->guests)
+                guests_set_monitors(v->guests, NULL);
         /* Imports in flight end with -ECANCELED and remove what they
          * made; the loop runs until they have. */
         template_store_shutdown(v->templates);
@@ -275,6 +278,10 @@ static int start(struct vpsd *v, struct error *err)
                 r = guests_new(v->loop, v->store, v->virt, &gc, &v->guests, err);
                 if (r < 0)
                         return r;
+                r = monitors_new(v->loop, v->store, v->virt, &v->monitors, err);
+                if (r < 0)
+                        return r;
+                guests_set_monitors(v->guests, v->monitors);
         }
 
         uv_signal_init(v->loop, &v->sig_term);
@@ -396,6 +403,8 @@ int main(int argc, char **argv)
                 template_store_shutdown(v.templates);
                 uv_run(v.loop, UV_RUN_DEFAULT);
                 template_store_free(v.templates);
+                monitors_free(v.monitors);
+                uv_run(v.loop, UV_RUN_DEFAULT);
                 guests_free(v.guests);
                 virt_free(v.virt);
                 store_close(v.store);

@@ -7,6 +7,7 @@
 #include "node/config.h"
 #include "node/control.h"
 #include "node/hvprobe.h"
+#include "node/monitor.h"
 #include "node/store.h"
 #include "node/guest.h"
 #include "node/template.h"
@@ -22,6 +23,7 @@ struct vpsd {
         struct template_store *templates;
         struct virt *virt;
         struct guests *guests;
+        struct monitors *monitors;
         struct control *control;
         struct hvprobe *probe;
         struct hvprobe_result hypervisor;

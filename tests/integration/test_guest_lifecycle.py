@@ -5,6 +5,7 @@ requests, and kill -9 of vpsd in the middle of operations."""
 import json
 import os
 import signal
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -312,3 +313,51 @@ def test_activity_log_shows_no_infrastructure(node):
     assert rows and "vpsd-" not in text and "/" not in text and "vps%x" % sid not in text
     assert node.bridge not in text and os.uname().nodename not in text
     assert any(a[1] == "terminate" and a[2] == s["uuid"] and a[0].startswith("operator uid=0") for a in audit)
+
+
+def test_poweroff_inside_the_guest_stops_the_service(node):
+    """vpsd's QMP monitor sees the guest end itself: the service is stopped
+    at once, and a restart of vpsd does not start it again."""
+    s = spec()
+    node.provision(s)
+    libvirt_env.wait_console(str(node.console(s["uuid"])), ["VPSD-GUEST-READY"], timeout=BOOT)
+    with socket.socket(socket.AF_UNIX) as c:
+        c.settimeout(10)
+        c.connect(str(node.run / s["uuid"] / "serial.sock"))
+        c.sendall(b"\npoweroff -f\n")
+        deadline = time.monotonic() + 60
+        while node.vpsd.ctl_json("service", "show", s["uuid"])["state"] != "stopped":
+            assert time.monotonic() < deadline, node.vpsd.log_text()
+            time.sleep(0.2)
+    assert domstate(s["uuid"]) == "shut off"
+    with node.db() as db:
+        actions = [a for (a,) in db.execute("SELECT action FROM activity_log ORDER BY id")]
+    assert actions == ["provisioned", "stopped from inside the guest"]
+    v = node.vpsd
+    assert v.stop() == 0
+    v.start()
+    v.wait_log("reconcile: done", timeout=60)
+    time.sleep(1)
+    assert domstate(s["uuid"]) == "shut off", "reconcile leaves a guest that powered itself off alone"
+
+
+def test_valgrind_clean_through_the_lifecycle(vpsd_factory, libvirt, bridge, test_guest):
+    """vpsd under valgrind through import, provision, power, terminate and
+    reconcile at start: no invalid access, no definite leak."""
+    v = vpsd_factory()
+    v.start(prefix=["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
+                    "--errors-for-leak-kinds=definite", "--track-fds=no"],
+            hypervisor="tcg", bridge=bridge, guest_run_dir=v.root / "guests", stop_timeout=5)
+    v.wait_ready(timeout=60)
+    v.ctl("template", "import", "tiny", str(test_guest / "guest.qcow2"))
+    n = Node(v, bridge)
+    s = spec()
+    try:
+        assert n.provision(s)["state"] == "running"
+        assert v.ctl_json("service", "stop", s["uuid"])["state"] == "stopped"
+        assert v.ctl_json("service", "start", s["uuid"])["state"] == "running"
+        assert n.provision(spec(uuid=s["uuid"]), check=False).returncode == 1
+        assert v.ctl_json("service", "terminate", s["uuid"])["state"] == "terminated"
+    finally:
+        libvirt_env.destroy_and_undefine(f"vpsd-{s['uuid']}")
+    assert v.stop(timeout=120) == 0, v.log_text()
