@@ -99,3 +99,56 @@ void control_service_terminate(struct control_call *call, struct json_object *pa
 {
         uuid_operation(call, params, userdata, -1);
 }
+
+/* service.reinstall: {uuid, template?, ssh_keys? (list of key lines),
+ * root_password?}; absent fields keep what the service has. */
+void control_service_reinstall(struct control_call *call, struct json_object *params, void *userdata)
+{
+        static const char *const allowed[] = { "uuid", "template", "ssh_keys", "root_password", NULL };
+        struct vpsd *v = userdata;
+        struct guest_reinstall_request req = { 0 };
+        const char *keys[SPEC_SSH_KEYS_MAX];
+        struct json_object *list = NULL;
+        const char *uuid = NULL;
+        struct error err = { 0 };
+        char actor[64];
+
+        json_object_object_foreach(params, key, value) {
+                bool ok = false;
+                (void)value;
+                for (const char *const *a = allowed; *a; a++)
+                        ok = ok || strcmp(key, *a) == 0;
+                if (!ok) {
+                        snprintf(err.msg, sizeof(err.msg), "unknown parameter `%.64s`", key);
+                        control_call_fail(call, -EINVAL, err.msg);
+                        return;
+                }
+        }
+        if (json_get_string(params, "uuid", true, &uuid, &err) < 0 ||
+            json_get_string(params, "template", false, &req.template_name, &err) < 0 ||
+            json_get_string(params, "root_password", false, &req.root_password, &err) < 0) {
+                control_call_fail(call, -EINVAL, err.msg);
+                return;
+        }
+        if (json_object_object_get_ex(params, "ssh_keys", &list)) {
+                if (!json_object_is_type(list, json_type_array) ||
+                    json_object_array_length(list) > SPEC_SSH_KEYS_MAX) {
+                        control_call_fail(call, -EINVAL, "parameter `ssh_keys` must be a list of at most 32 keys");
+                        return;
+                }
+                for (size_t i = 0; i < json_object_array_length(list); i++) {
+                        struct json_object *k = json_object_array_get_idx(list, i);
+                        if (!json_object_is_type(k, json_type_string)) {
+                                control_call_fail(call, -EINVAL, "parameter `ssh_keys` must hold strings");
+                                return;
+                        }
+                        keys[i] = json_object_get_string(k);
+                }
+                req.replace_ssh_keys = true;
+                req.ssh_keys = keys;
+                req.n_ssh_keys = json_object_array_length(list);
+        }
+        actor_of(call, actor, sizeof(actor));
+        if (guest_reinstall(v->guests, uuid, &req, actor, operation_done, call, &err) < 0)
+                control_call_fail(call, err.code, err.msg);
+}

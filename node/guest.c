@@ -31,12 +31,14 @@
 static const char *const op_names[] = {
         [OP_PROVISION] = "provision", [OP_START] = "start",         [OP_STOP] = "stop",
         [OP_RESTART] = "restart",     [OP_FORCE_OFF] = "force-off", [OP_TERMINATE] = "terminate",
+        [OP_REINSTALL] = "reinstall",
 };
 
 /* The activity log's words for a finished operation. */
 static const char *const op_done_words[] = {
         [OP_PROVISION] = "provisioned", [OP_START] = "started",        [OP_STOP] = "stopped",
         [OP_RESTART] = "restarted",     [OP_FORCE_OFF] = "forced off", [OP_TERMINATE] = "terminated",
+        [OP_REINSTALL] = "reinstalled",
 };
 
 const char *guest_op_name(enum op_kind kind) { return op_names[kind]; }
@@ -179,7 +181,7 @@ struct guests *guests_free(struct guests *g)
 /* --- the busy lock --- */
 
 /* Takes the service's lock for op, or says what holds it. */
-static int lock_take(struct guests *g, int64_t id, const char *uuid, const char *operation, const char *step,
+int guest_lock_take(struct guests *g, int64_t id, const char *uuid, const char *operation, const char *step,
                      struct error *err)
 {
         cleanup_stmt sqlite3_stmt *stmt = NULL;
@@ -282,7 +284,7 @@ static void op_end(struct op *op, int status, struct json_object *result)
 
         logbook_audit(op->g->store, op->actor, op_names[op->kind], op->uuid, verdict,
                       op->recovering ? "finished after a restart" : "");
-        if (status == 0 && op->kind != OP_PROVISION)
+        if (status == 0 && op->kind != OP_PROVISION && op->kind != OP_REINSTALL)
                 logbook_activity(op->g->store, op->service_id, op->actor, op_done_words[op->kind]);
         log_info("operation finished", "service=%s operation=%s result=\"%s\"", op->uuid, op_names[op->kind],
                  verdict);
@@ -299,7 +301,7 @@ static void provision_rollback(struct op *op);
 
 /* A step failed: provision rolls back; the others release the lock and
  * leave the service as it was, ready for the operation to be asked again. */
-static void op_fail(struct op *op, int code, const char *message)
+void guest_op_fail(struct op *op, int code, const char *message)
 {
         if (!op->error.code)
                 error_set(&op->error, code < 0 ? code : -EIO, "%s", message);
@@ -309,7 +311,9 @@ static void op_fail(struct op *op, int code, const char *message)
                 provision_rollback(op);
                 return;
         }
-        lock_release(op, NULL);
+        /* A reinstall that failed has no usable disk: the service is off
+         * until the reinstall is asked again. */
+        lock_release(op, op->kind == OP_REINSTALL ? "stopped" : NULL);
         op_end(op, op->error.code, NULL);
 }
 
@@ -343,7 +347,7 @@ static void op_next(struct op *op, const char *step)
                         steps[i].fn(op);
                         return;
                 }
-        op_fail(op, -EINVAL, "unknown step");
+        guest_op_fail(op, -EINVAL, "unknown step");
 }
 
 void guest_op_resume(struct op *op, const char *step) { op_next(op, step); }
@@ -353,7 +357,7 @@ static void submit(struct op *op, enum virt_op vop, const char *arg, virt_done_f
         struct error err = { 0 };
 
         if (virt_submit(op->g->virt, vop, arg, cb, op, &err) < 0)
-                op_fail(op, err.code, err.msg);
+                guest_op_fail(op, err.code, err.msg);
 }
 
 /* A libvirt call whose failure fails the operation and whose success goes
@@ -364,7 +368,7 @@ static void then_done(int status, enum virt_state state, const char *message, vo
 
         (void)state;
         if (status < 0)
-                op_fail(op, status, message);
+                guest_op_fail(op, status, message);
         else
                 op->then(op);
 }
@@ -403,6 +407,8 @@ static void off(struct op *op)
 {
         if (op->kind == OP_RESTART)
                 op_next(op, "start");
+        else if (op->kind == OP_REINSTALL)
+                op_next(op, "disk");
         else
                 finish_state(op, "stopped");
 }
@@ -419,7 +425,7 @@ static void shutdown_polled(int status, enum virt_state state, const char *messa
         struct op *op = userdata;
 
         if (status < 0) {
-                op_fail(op, status, message);
+                guest_op_fail(op, status, message);
                 return;
         }
         if (state != VIRT_STATE_RUNNING) {
@@ -450,7 +456,7 @@ static void shutdown_sent(int status, enum virt_state state, const char *message
 
         /* A guest that is already off has nothing to shut down. */
         if (status < 0 && state != VIRT_STATE_OFF) {
-                op_fail(op, status, message);
+                guest_op_fail(op, status, message);
                 return;
         }
         shutdown_polled(0, state, "", op);
@@ -470,7 +476,7 @@ static void step_shutdown(struct op *op)
 /* The service row's id and state by UUID; -ENOENT if none, -EBUSY
  * "busy: <operation>" while an operation holds its lock: the lock speaks
  * first, whatever the state. */
-static int service_find(struct guests *g, const char *uuid, int64_t *ret_id, char *state, size_t state_size,
+int guest_service_find(struct guests *g, const char *uuid, int64_t *ret_id, char *state, size_t state_size,
                         struct error *err)
 {
         cleanup_stmt sqlite3_stmt *stmt = NULL;
@@ -501,7 +507,7 @@ int guest_power(struct guests *g, const char *uuid, enum guest_power action, con
         int64_t id;
         int r;
 
-        r = service_find(g, uuid, &id, state, sizeof(state), err);
+        r = guest_service_find(g, uuid, &id, state, sizeof(state), err);
         if (r < 0)
                 return r;
         if (strcmp(state, "running") != 0 && strcmp(state, "stopped") != 0)
@@ -509,7 +515,7 @@ int guest_power(struct guests *g, const char *uuid, enum guest_power action, con
         op = guest_op_new(g, kinds[action], id, uuid, actor, done, userdata);
         if (!op)
                 return error_set(err, -ENOMEM, "out of memory");
-        r = lock_take(g, id, uuid, op_names[kinds[action]], first_steps[action], err);
+        r = guest_lock_take(g, id, uuid, op_names[kinds[action]], first_steps[action], err);
         if (r < 0) {
                 guest_op_free(op);
                 return r;
@@ -543,14 +549,14 @@ static void step_release(struct op *op)
         if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
             store_prepare(op->g->store,
                           "DELETE FROM addresses WHERE service_id = ?1", &stmt, NULL) < 0) {
-                op_fail(op, -EIO, sqlite3_errmsg(db));
+                guest_op_fail(op, -EIO, sqlite3_errmsg(db));
                 return;
         }
         sqlite3_bind_int64(stmt, 1, op->service_id);
         if (sqlite3_step(stmt) != SQLITE_DONE || lock_release(op, "terminated") < 0 ||
             sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
                 sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-                op_fail(op, -EIO, sqlite3_errmsg(db));
+                guest_op_fail(op, -EIO, sqlite3_errmsg(db));
                 return;
         }
         {
@@ -569,7 +575,7 @@ int guest_terminate(struct guests *g, const char *uuid, const char *actor, guest
         int64_t id;
         int r;
 
-        r = service_find(g, uuid, &id, state, sizeof(state), err);
+        r = guest_service_find(g, uuid, &id, state, sizeof(state), err);
         if (r < 0)
                 return r;
         if (strcmp(state, "terminated") == 0)
@@ -577,7 +583,7 @@ int guest_terminate(struct guests *g, const char *uuid, const char *actor, guest
         op = guest_op_new(g, OP_TERMINATE, id, uuid, actor, done, userdata);
         if (!op)
                 return error_set(err, -ENOMEM, "out of memory");
-        r = lock_take(g, id, uuid, "terminate", "undefine", err);
+        r = guest_lock_take(g, id, uuid, "terminate", "undefine", err);
         if (r < 0) {
                 guest_op_free(op);
                 return r;
@@ -595,11 +601,11 @@ static void provision_disk_done(int r, const struct error *err, const struct com
 
         (void)result;
         if (r < 0) {
-                op_fail(op, r, err->msg);
+                guest_op_fail(op, r, err->msg);
                 return;
         }
         if (chmod(op->paths.disk, 0600) < 0) {
-                op_fail(op, -errno, "chmod disk");
+                guest_op_fail(op, -errno, "chmod disk");
                 return;
         }
         op_next(op, "seed");
@@ -615,9 +621,14 @@ static void step_disk(struct op *op)
         struct error err = { 0 };
 
         snprintf(backing, sizeof(backing), "%s", op->template_path);
+        /* A reinstall's old disk goes: the new one starts from the template. */
+        if (unlink(op->paths.disk) < 0 && errno != ENOENT) {
+                guest_op_fail(op, -errno, "remove the old disk");
+                return;
+        }
         snprintf(size, sizeof(size), "%uG", op->spec->plan.disk_gib);
         if (command_start(op->g->loop, argv, &opts, provision_disk_done, op, &cmd, &err) < 0)
-                op_fail(op, err.code, err.msg);
+                guest_op_fail(op, err.code, err.msg);
 }
 
 static void provision_seed_done(int r, const struct error *err, const struct command_result *result,
@@ -628,12 +639,12 @@ static void provision_seed_done(int r, const struct error *err, const struct com
         (void)result;
         remove_tree(op->paths.seed_dir);
         if (r < 0) {
-                op_fail(op, r, err->msg);
+                guest_op_fail(op, r, err->msg);
                 return;
         }
         /* It holds the root password's hash: QEMU's user only. */
         if (chown(op->paths.seed, op->g->qemu_uid, op->g->qemu_gid) < 0 || chmod(op->paths.seed, 0400) < 0) {
-                op_fail(op, -errno, "chmod seed");
+                guest_op_fail(op, -errno, "chmod seed");
                 return;
         }
         op_next(op, "domain");
@@ -652,7 +663,7 @@ static void step_seed(struct op *op)
 
         remove_tree(op->paths.seed_dir);
         if (mkdir(op->paths.seed_dir, 0700) < 0) {
-                op_fail(op, -errno, "create the seed folder");
+                guest_op_fail(op, -errno, "create the seed folder");
                 return;
         }
         r = secret_password_hash(op->password, hash, &err);
@@ -660,11 +671,11 @@ static void step_seed(struct op *op)
                 r = seed_write_dir(op->paths.seed_dir, op->spec, &params, &err);
         explicit_bzero(hash, sizeof(hash));
         if (r < 0) {
-                op_fail(op, r, err.msg);
+                guest_op_fail(op, r, err.msg);
                 return;
         }
         if (command_start(op->g->loop, argv, &opts, provision_seed_done, op, &cmd, &err) < 0)
-                op_fail(op, err.code, err.msg);
+                guest_op_fail(op, err.code, err.msg);
 }
 
 static void provision_started(int status, enum virt_state state, const char *message, void *userdata)
@@ -674,12 +685,12 @@ static void provision_started(int status, enum virt_state state, const char *mes
 
         (void)state;
         if (status < 0) {
-                op_fail(op, status, message);
+                guest_op_fail(op, status, message);
                 return;
         }
         lock_release(op, "running");
         guest_monitor_watch(op->g, op->service_id, op->uuid);
-        logbook_activity(op->g->store, op->service_id, op->actor, "provisioned");
+        logbook_activity(op->g->store, op->service_id, op->actor, op_done_words[op->kind]);
         result = json_object_new_object();
         json_object_object_add(result, "uuid", json_object_new_string(op->uuid));
         json_object_object_add(result, "state", json_object_new_string("running"));
@@ -711,11 +722,11 @@ static void step_domain(struct op *op)
         /* QEMU creates the guest's sockets here, as its own user. */
         if ((mkdir(op->paths.run, 0750) < 0 && errno != EEXIST) ||
             chown(op->paths.run, op->g->qemu_uid, op->g->qemu_gid) < 0) {
-                op_fail(op, -errno, "create the run folder");
+                guest_op_fail(op, -errno, "create the run folder");
                 return;
         }
         if (domain_xml(&params, &xml, &err) < 0) {
-                op_fail(op, err.code, err.msg);
+                guest_op_fail(op, err.code, err.msg);
                 return;
         }
         submit(op, VIRT_DEFINE_START, xml, provision_started);

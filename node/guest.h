@@ -65,6 +65,21 @@ int guest_provision(struct guests *guests, struct service_spec *spec, const char
 int guest_power(struct guests *guests, const char *uuid, enum guest_power action, const char *actor,
                 guest_done_fn done, void *userdata, struct error *err);
 
+/* What a reinstall changes; NULL / false keep what the service has. */
+struct guest_reinstall_request {
+        const char *template_name;     /* another template, or the same */
+        bool replace_ssh_keys;
+        const char *const *ssh_keys;   /* the new keys' lines, when replace_ssh_keys */
+        size_t n_ssh_keys;
+        const char *root_password;     /* else a new one is generated */
+};
+
+/* A new disk from the template (the old one's data is gone), a new seed
+ * with a new instance-id, the same addresses, host name and MAC; the guest
+ * boots again. The result holds the new root password, once. */
+int guest_reinstall(struct guests *guests, const char *uuid, const struct guest_reinstall_request *request,
+                    const char *actor, guest_done_fn done, void *userdata, struct error *err);
+
 /* Destroys the domain, deletes disk, seed and run folder and releases the
  * addresses; the record stays, terminated, for the audit trail. */
 int guest_terminate(struct guests *guests, const char *uuid, const char *actor, guest_done_fn done,

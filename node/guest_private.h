@@ -49,6 +49,7 @@ enum op_kind {
         OP_RESTART,
         OP_FORCE_OFF,
         OP_TERMINATE,
+        OP_REINSTALL,
 };
 
 struct op {
@@ -87,6 +88,22 @@ struct op *guest_op_new(struct guests *g, enum op_kind kind, int64_t service_id,
 /* Keeps (or drops) vpsd's QMP monitor of a guest that now runs (or goes). */
 void guest_monitor_watch(struct guests *g, int64_t service_id, const char *uuid);
 void guest_monitor_unwatch(struct guests *g, const char *uuid);
+
+/* A service's id and state by UUID: -ENOENT, or -EBUSY "busy: …" while
+ * an operation holds it. */
+int guest_service_find(struct guests *g, const char *uuid, int64_t *ret_id, char *state, size_t state_size,
+                       struct error *err);
+
+/* Takes the service's busy lock for operation at step; -EBUSY "busy: …". */
+int guest_lock_take(struct guests *g, int64_t id, const char *uuid, const char *operation, const char *step,
+                    struct error *err);
+
+/* A reinstall cut short by a crash: done again from its disk step, with a
+ * new root password (the one given out was lost with the crash). */
+void guest_reinstall_resume(struct op *op);
+
+/* Ends an op with a failure (provision rolls back, the others release). */
+void guest_op_fail(struct op *op, int code, const char *message);
 
 /* Frees an op that never started (nothing recorded, no callback). */
 void guest_op_free(struct op *op);

@@ -126,6 +126,8 @@ static void run_task(struct reconcile *rc, struct task *t)
                  guest_op_name(t->op), t->step);
         if (t->op == OP_PROVISION)
                 guest_provision_rollback(op);
+        else if (t->op == OP_REINSTALL)
+                guest_reinstall_resume(op);
         else
                 guest_op_resume(op, t->step);
 }
@@ -164,6 +166,7 @@ static int collect_interrupted(struct reconcile *rc, struct error *err)
                         snprintf(t.step, sizeof(t.step), "force-off");
                         break;
                 case OP_PROVISION:
+                case OP_REINSTALL:
                         break;
                 }
                 if (task_add(rc, &t) < 0)

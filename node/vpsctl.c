@@ -44,6 +44,9 @@ static void usage(FILE *out)
                 "  service start|stop|restart|force-off UUID\n"
                 "                          power: stop is an ACPI shutdown, forced off after stop_timeout\n"
                 "  service terminate UUID  destroy the guest and its disk, release its addresses\n"
+                "  service reinstall UUID [--template NAME]\n"
+                "                          a new disk from the template (the data is erased), the same\n"
+                "                          keys, a new root password, printed once\n"
                 "  template import NAME FILE [--os NAME] [--min-disk GIB]\n"
                 "                          copy an image (qcow2 or raw) into the template store, read-only;\n"
                 "                          --os: the OS name shown (default NAME), --min-disk: the smallest\n"
@@ -286,7 +289,7 @@ static const char *format_size(char *buf, size_t size, int64_t bytes)
 
 static void print_provisioned(struct json_object *r)
 {
-        printf("service %s provisioned: %s\n", jstr(r, "uuid"), jstr(r, "state"));
+        printf("service %s installed: %s\n", jstr(r, "uuid"), jstr(r, "state"));
         printf("root password: %s\n(shown once, and stored on the node only as a hash)\n", jstr(r, "root_password"));
 }
 
@@ -313,8 +316,8 @@ static int read_spec(const char *path, struct json_object **ret, struct error *e
 }
 
 /* service provision|start|stop|restart|force-off|terminate: 0, or an exit status. */
-static int service_command(char **args, int nargs, const char **method, struct json_object **params,
-                           void (**print)(struct json_object *))
+static int service_command(char **args, int nargs, const char *template_name, const char **method,
+                           struct json_object **params, void (**print)(struct json_object *))
 {
         static const struct {
                 const char *verb, *method;
@@ -323,6 +326,17 @@ static int service_command(char **args, int nargs, const char **method, struct j
                     { "terminate", "service.terminate" } };
         struct error err = { 0 };
 
+        if (nargs == 3 && strcmp(args[1], "reinstall") == 0) {
+                if (!service_uuid_valid(args[2]))
+                        return die(2, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)", args[2]);
+                *method = "service.reinstall";
+                *print = print_provisioned;
+                *params = json_object_new_object();
+                json_object_object_add(*params, "uuid", json_object_new_string(args[2]));
+                if (template_name)
+                        json_object_object_add(*params, "template", json_object_new_string(template_name));
+                return 0;
+        }
         if (nargs == 3 && strcmp(args[1], "provision") == 0) {
                 if (read_spec(args[2], params, &err) < 0)
                         return die(2, "%s", err.msg);
@@ -447,13 +461,13 @@ int main(int argc, char **argv)
                 { "socket", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },         { "version", no_argument, NULL, 'V' },
                 { "all", no_argument, NULL, 'a' },          { "os", required_argument, NULL, 'o' },
-                { "min-disk", required_argument, NULL, 'm' }, {},
+                { "min-disk", required_argument, NULL, 'm' }, { "template", required_argument, NULL, 't' }, {},
         };
         const char *socket_path = getenv("VPSD_CONTROL_SOCKET");
         cleanup_json struct json_object *result = NULL;
         struct json_object *params = NULL;
         void (*print)(struct json_object *) = NULL;
-        const char *method = NULL, *os_name = NULL, *min_disk = NULL;
+        const char *method = NULL, *os_name = NULL, *min_disk = NULL, *template_name = NULL;
         int timeout_ms = REPLY_TIMEOUT_MS;
         struct error err = { 0 };
         bool json = false, all = false;
@@ -480,6 +494,9 @@ int main(int argc, char **argv)
                         break;
                 case 'm':
                         min_disk = optarg;
+                        break;
+                case 't':
+                        template_name = optarg;
                         break;
                 case 'h':
                         usage(stdout);
@@ -516,7 +533,7 @@ int main(int argc, char **argv)
                 json_object_object_add(params, "uuid", json_object_new_string(args[2]));
         } else if (strcmp(args[0], "service") == 0 && nargs >= 2 && strcmp(args[1], "list") != 0 &&
                    strcmp(args[1], "show") != 0) {
-                int r = service_command(args, nargs, &method, &params, &print);
+                int r = service_command(args, nargs, template_name, &method, &params, &print);
                 if (r != 0)
                         return r;
                 /* A stop may wait stop_timeout (at most an hour) for the guest. */
@@ -529,6 +546,8 @@ int main(int argc, char **argv)
                 return die(2, "unknown command `%s`; try `vpsctl --help`", args[0]);
         if (all && strcmp(method, "service.list") != 0)
                 return die(2, "--all goes with `service list` only");
+        if (template_name && strcmp(method, "service.reinstall") != 0)
+                return die(2, "--template goes with `service reinstall` only");
         if ((os_name || min_disk) && strcmp(method, "template.import") != 0)
                 return die(2, "--os and --min-disk go with `template import` only");
 

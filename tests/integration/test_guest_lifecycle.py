@@ -361,3 +361,75 @@ def test_valgrind_clean_through_the_lifecycle(vpsd_factory, libvirt, bridge, tes
     finally:
         libvirt_env.destroy_and_undefine(f"vpsd-{s['uuid']}")
     assert v.stop(timeout=120) == 0, v.log_text()
+
+
+def test_reinstall_keeps_keys_and_gives_a_new_password(node, test_guest):
+    s = spec()
+    first = node.provision(s)
+    console = str(node.console(s["uuid"]))
+    libvirt_env.wait_console(console, ["VPSD-GUEST-READY"], timeout=BOOT)
+    with node.db() as db:
+        old_hash, old_iid = db.execute("SELECT root_password_hash, instance_id FROM services WHERE uuid = ?",
+                                       (s["uuid"],)).fetchone()
+    disk = node.files(s["uuid"])[0]
+    marker = subprocess.run(["qemu-img", "info", "-U", "--output=json", str(disk)], capture_output=True,
+                            text=True, check=True).stdout
+    # A second template under another name: reinstall may switch to it.
+    node.vpsd.ctl("template", "import", "tiny2", str(test_guest / "guest.qcow2"))
+    before = libvirt_env.read_console_log(console).count("VPSD-GUEST-BOOTING")
+
+    r = node.vpsd.ctl_json("service", "reinstall", s["uuid"], "--template", "tiny2")
+    assert r["state"] == "running" and len(r["root_password"]) == 20
+    assert r["root_password"] != first["root_password"]
+    assert domstate(s["uuid"]) == "running"
+    deadline = time.monotonic() + BOOT
+    while libvirt_env.read_console_log(console).count("VPSD-GUEST-READY") <= before:
+        assert time.monotonic() < deadline, "the guest did not boot again"
+        time.sleep(0.5)
+    log = libvirt_env.read_console_log(console)
+    assert log.count(f"VPSD-SEED ssh-key={KEY}") >= 2, "the keys were kept"
+    shown = node.vpsd.ctl_json("service", "show", s["uuid"])
+    assert shown["template"] == "tiny2" and shown["busy"] is None
+    assert [a["address"] for a in shown["addresses"]] == ["192.0.2.10", "2001:db8::10"]
+    with node.db() as db:
+        new_hash, new_iid = db.execute("SELECT root_password_hash, instance_id FROM services WHERE uuid = ?",
+                                       (s["uuid"],)).fetchone()
+        actions = [a for (a,) in db.execute("SELECT action FROM activity_log ORDER BY id")]
+    assert new_hash != old_hash and new_iid != old_iid
+    assert actions == ["provisioned", "reinstalled"]
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(disk)], capture_output=True,
+                                     text=True, check=True).stdout)
+    assert info["backing-filename"].endswith("/tiny2.qcow2"), "a new disk on the new template"
+    assert marker != json.dumps(info)
+
+    bad = node.vpsd.ctl("service", "reinstall", s["uuid"], "--template", "nope", check=False)
+    assert bad.returncode == 1 and "template: `nope` is not on this node" in bad.stderr
+    assert node.vpsd.ctl_json("service", "show", s["uuid"])["busy"] is None, "a refusal takes no lock"
+
+
+def test_kill_during_reinstall_is_finished(node):
+    v = node.vpsd
+    s = spec()
+    node.provision(s)
+    assert v.stop(timeout=60) == 0
+    v.start(qemu_img=slow_tool(node, "qemu_img", "/usr/bin/qemu-img"))
+    proc = subprocess.Popen([str(v.proc.args[0]).replace("vpsd", "vpsctl"), "--socket", str(v.socket),
+                             "service", "reinstall", s["uuid"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not (v.root / "qemu_img.started").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with node.db() as db:
+        assert db.execute("SELECT busy_operation, busy_step FROM services WHERE uuid = ?",
+                          (s["uuid"],)).fetchone() == ("reinstall", "disk")
+    v.proc.send_signal(signal.SIGKILL)
+    v.proc.wait()
+    proc.wait(30)
+    subprocess.run(["pkill", "-f", "slow-qemu_img"])
+    v.start(qemu_img="/usr/bin/qemu-img")
+    v.wait_log("reconcile: done", timeout=120)
+    shown = v.ctl_json("service", "show", s["uuid"])
+    assert shown["state"] == "running" and shown["busy"] is None
+    assert domstate(s["uuid"]) == "running"
+    assert node.files(s["uuid"])[0].exists()
+    assert "its root password must be reset" in v.log_text(this_run=True)
