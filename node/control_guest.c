@@ -6,6 +6,7 @@
 
 #include "common/json.h"
 #include "node/guest.h"
+#include "node/service.h"
 #include "node/spec.h"
 #include "node/vpsd.h"
 
@@ -150,5 +151,63 @@ void control_service_reinstall(struct control_call *call, struct json_object *pa
         }
         actor_of(call, actor, sizeof(actor));
         if (guest_reinstall(v->guests, uuid, &req, actor, operation_done, call, &err) < 0)
+                control_call_fail(call, err.code, err.msg);
+}
+
+/* service.resize: {uuid, plan: {vcpus?, memory_mib?, disk_gib?,
+ * port_speed_mbit?, traffic_gib?}, disk_shrink_confirmed?}; what the plan
+ * leaves out stays as it is. */
+void control_service_resize(struct control_call *call, struct json_object *params, void *userdata)
+{
+        static const char *const allowed[] = { "uuid", "plan", "disk_shrink_confirmed", NULL };
+        struct vpsd *v = userdata;
+        cleanup_json struct json_object *shown = NULL;
+        struct json_object *changes = NULL, *current = NULL, *confirm = NULL;
+        struct spec_plan plan;
+        const char *uuid = NULL;
+        struct error err = { 0 };
+        char actor[64];
+
+        json_object_object_foreach(params, key, value) {
+                bool ok = false;
+                (void)value;
+                for (const char *const *a = allowed; *a; a++)
+                        ok = ok || strcmp(key, *a) == 0;
+                if (!ok) {
+                        snprintf(err.msg, sizeof(err.msg), "unknown parameter `%.64s`", key);
+                        control_call_fail(call, -EINVAL, err.msg);
+                        return;
+                }
+        }
+        if (json_get_string(params, "uuid", true, &uuid, &err) < 0 ||
+            json_get_object(params, "plan", true, &changes, &err) < 0) {
+                control_call_fail(call, -EINVAL, err.msg);
+                return;
+        }
+        if (json_object_object_get_ex(params, "disk_shrink_confirmed", &confirm) &&
+            !json_object_is_type(confirm, json_type_boolean)) {
+                control_call_fail(call, -EINVAL, "parameter `disk_shrink_confirmed` must be true or false");
+                return;
+        }
+        if (service_show_json(v->store, uuid, &shown, &err) < 0) {
+                control_call_fail(call, err.code, err.msg);
+                return;
+        }
+        json_object_object_get_ex(shown, "plan", &current);
+        json_object_object_foreach(changes, k, val) {
+                if (!json_object_object_get_ex(current, k, NULL)) {
+                        snprintf(err.msg, sizeof(err.msg), "plan: unknown field `%.64s`", k);
+                        control_call_fail(call, -EINVAL, err.msg);
+                        return;
+                }
+                json_object_object_add(current, k, json_object_get(val));
+        }
+        if (spec_plan_from_json("plan", current, &plan, &err) < 0) {
+                control_call_fail(call, -EINVAL, err.msg);
+                return;
+        }
+        actor_of(call, actor, sizeof(actor));
+        if (guest_resize(v->guests, uuid, &plan, confirm && json_object_get_boolean(confirm), actor, operation_done,
+                         call, &err) < 0)
                 control_call_fail(call, err.code, err.msg);
 }

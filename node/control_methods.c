@@ -273,6 +273,7 @@ const struct control_method vpsd_control_methods[] = {
         { "service.force-off", control_service_force_off },
         { "service.terminate", control_service_terminate },
         { "service.reinstall", control_service_reinstall },
+        { "service.resize", control_service_resize },
         { "template.import", method_template_import },
         { "template.list", method_template_list },
         { "template.remove", method_template_remove },

@@ -63,7 +63,10 @@ const char *guest_power_name(enum guest_power action)
 void guest_paths_init(const struct guests *g, const char *uuid, int64_t service_id, struct guest_paths *p)
 {
         snprintf(p->domain, sizeof(p->domain), "vpsd-%s", uuid);
-        snprintf(p->tap, sizeof(p->tap), "vps%llx", (unsigned long long)service_id);
+        /* 12 hex digits of the UUID fill the 15 a tap name may have: unique
+         * on the host even with several vpsd (tests) beside each other. */
+        snprintf(p->tap, sizeof(p->tap), "vps%.8s%.4s", uuid, uuid + 9);
+        (void)service_id;
         snprintf(p->disk, sizeof(p->disk), "%s/disks/%s.qcow2", g->state_dir, uuid);
         snprintf(p->seed, sizeof(p->seed), "%s/seeds/%s.iso", g->state_dir, uuid);
         snprintf(p->seed_dir, sizeof(p->seed_dir), "%s/seeds/%s.d", g->state_dir, uuid);
@@ -298,6 +301,9 @@ static void op_end(struct op *op, int status, struct json_object *result)
 }
 
 static void provision_rollback(struct op *op);
+static void provision_started(int status, enum virt_state state, const char *message, void *userdata);
+static void finish_running(struct op *op);
+static int build_xml(struct op *op, char **ret_xml, struct error *err);
 
 /* A step failed: provision rolls back; the others release the lock and
  * leave the service as it was, ready for the operation to be asked again. */
@@ -397,9 +403,60 @@ static void finish_running(struct op *op)
         finish_state(op, "running");
 }
 
+static void start_disk_grown(int r, const struct error *err, const struct command_result *result,
+                             void *userdata)
+{
+        struct op *op = userdata;
+        cleanup_free char *xml = NULL;
+        struct error e = { 0 };
+
+        (void)result;
+        if (r < 0) {
+                guest_op_fail(op, r, err->msg);
+                return;
+        }
+        /* The domain is defined anew from the current plan: a resize's
+         * vCPUs and memory take effect at this boot. */
+        if (build_xml(op, &xml, &e) < 0) {
+                guest_op_fail(op, e.code, e.msg);
+                return;
+        }
+        submit_then(op, VIRT_DEFINE_START, xml, finish_running);
+}
+
+static void start_state_known(int status, enum virt_state state, const char *message, void *userdata)
+{
+        struct op *op = userdata;
+        char size[32];
+        const char *argv[] = { op->g->qemu_img, "resize", "-q", "-f", "qcow2", op->paths.disk, size, NULL };
+        const struct command_options opts = { .name = "qemu-img resize", .timeout_ms = COMMAND_TIMEOUT_MS };
+        struct command *cmd;
+        struct error err = { 0 };
+
+        if (status < 0) {
+                guest_op_fail(op, status, message);
+                return;
+        }
+        if (state == VIRT_STATE_RUNNING) {
+                finish_running(op);
+                return;
+        }
+        /* A disk the plan grew is grown while the guest is off; qemu-img
+         * never shrinks without --shrink, so a disk is never cut here. */
+        snprintf(size, sizeof(size), "%uG", op->spec->plan.disk_gib);
+        if (command_start(op->g->loop, argv, &opts, start_disk_grown, op, &cmd, &err) < 0)
+                guest_op_fail(op, err.code, err.msg);
+}
+
 static void step_start(struct op *op)
 {
-        submit_then(op, VIRT_START, op->paths.domain, finish_running);
+        struct error err = { 0 };
+
+        if (!op->spec && guest_spec_load(op->g, op->service_id, &op->spec, &err) < 0) {
+                guest_op_fail(op, err.code, err.msg);
+                return;
+        }
+        submit(op, VIRT_STATE, op->paths.domain, start_state_known);
 }
 
 /* Off: a restart goes on to start, the others are done. */
@@ -701,7 +758,8 @@ static void provision_started(int status, enum virt_state state, const char *mes
         op_end(op, 0, result);
 }
 
-static void step_domain(struct op *op)
+/* The domain's XML from op->spec; its run folder is made ready for QEMU. */
+static int build_xml(struct op *op, char **ret_xml, struct error *err)
 {
         struct domain_params params = {
                 .name = op->paths.domain,
@@ -716,16 +774,20 @@ static void step_domain(struct op *op)
                 .tap = op->paths.tap,
                 .run_dir = op->paths.run,
         };
-        cleanup_free char *xml = NULL;
-        struct error err = { 0 };
 
         /* QEMU creates the guest's sockets here, as its own user. */
         if ((mkdir(op->paths.run, 0750) < 0 && errno != EEXIST) ||
-            chown(op->paths.run, op->g->qemu_uid, op->g->qemu_gid) < 0) {
-                guest_op_fail(op, -errno, "create the run folder");
-                return;
-        }
-        if (domain_xml(&params, &xml, &err) < 0) {
+            chown(op->paths.run, op->g->qemu_uid, op->g->qemu_gid) < 0)
+                return error_set_errno(err, -errno, "create the run folder");
+        return domain_xml(&params, ret_xml, err);
+}
+
+static void step_domain(struct op *op)
+{
+        cleanup_free char *xml = NULL;
+        struct error err = { 0 };
+
+        if (build_xml(op, &xml, &err) < 0) {
                 guest_op_fail(op, err.code, err.msg);
                 return;
         }

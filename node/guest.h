@@ -68,6 +68,7 @@ int guest_power(struct guests *guests, const char *uuid, enum guest_power action
 /* What a reinstall changes; NULL / false keep what the service has. */
 struct guest_reinstall_request {
         const char *template_name;     /* another template, or the same */
+        const struct spec_plan *plan;  /* a new plan (a confirmed disk shrink is a reinstall) */
         bool replace_ssh_keys;
         const char *const *ssh_keys;   /* the new keys' lines, when replace_ssh_keys */
         size_t n_ssh_keys;
@@ -79,6 +80,14 @@ struct guest_reinstall_request {
  * boots again. The result holds the new root password, once. */
 int guest_reinstall(struct guests *guests, const char *uuid, const struct guest_reinstall_request *request,
                     const char *actor, guest_done_fn done, void *userdata, struct error *err);
+
+/* A new plan. vCPUs, memory and a larger disk are recorded now and take
+ * effect at the guest's next start by vpsd (stop/start or restart): the
+ * result lists them under "at_next_start". A smaller disk erases the data
+ * (a reinstall on the new plan) and is refused unless confirm_disk_shrink.
+ * done may be called before this returns. */
+int guest_resize(struct guests *guests, const char *uuid, const struct spec_plan *plan, bool confirm_disk_shrink,
+                 const char *actor, guest_done_fn done, void *userdata, struct error *err);
 
 /* Destroys the domain, deletes disk, seed and run folder and releases the
  * addresses; the record stays, terminated, for the audit trail. */

@@ -30,7 +30,7 @@ struct guests {
  * infrastructure identifiers: logs for the operator only. */
 struct guest_paths {
         char domain[48]; /* vpsd-UUID */
-        char tap[16];    /* vps + the service's row id in hex: at most 15 characters */
+        char tap[16];    /* vps + 12 hex digits of the UUID: 15 characters, the most a name may have */
         char disk[PATH_MAX];
         char seed[PATH_MAX];
         char seed_dir[PATH_MAX]; /* the seed's files while the image is made */
@@ -93,6 +93,12 @@ void guest_monitor_unwatch(struct guests *g, const char *uuid);
  * an operation holds it. */
 int guest_service_find(struct guests *g, const char *uuid, int64_t *ret_id, char *state, size_t state_size,
                        struct error *err);
+
+/* The service as a specification (no root password), read back from the store. */
+int guest_spec_load(struct guests *g, int64_t id, struct service_spec **ret_spec, struct error *err);
+
+/* Binds plan's five columns (vcpus … traffic_gib) from parameter first on. */
+void guest_bind_plan(sqlite3_stmt *stmt, int first, const struct spec_plan *plan);
 
 /* Takes the service's busy lock for operation at step; -EBUSY "busy: …". */
 int guest_lock_take(struct guests *g, int64_t id, const char *uuid, const char *operation, const char *step,

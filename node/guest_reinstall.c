@@ -12,10 +12,11 @@
 #include "common/util.h"
 #include "guest_private.h"
 #include "node/secret.h"
+#include "node/logbook.h"
 #include "node/template.h"
 
 /* The service as a specification, as provision had it. */
-static int spec_load(struct guests *g, int64_t id, struct service_spec **ret, struct error *err)
+int guest_spec_load(struct guests *g, int64_t id, struct service_spec **ret, struct error *err)
 {
         cleanup_stmt sqlite3_stmt *svc = NULL, *addr = NULL, *key = NULL;
         struct service_spec *s;
@@ -115,13 +116,15 @@ static int record(struct guests *g, struct op *op, bool keys_changed, const char
                 goto fail;
         r = -EIO;
         if (store_prepare(g->store,
-                          "UPDATE services SET template = ?2, root_password_hash = ?3, instance_id = ?4 WHERE id = ?1",
+                          "UPDATE services SET template = ?2, root_password_hash = ?3, instance_id = ?4, vcpus = ?5, "
+                          "memory_mib = ?6, disk_gib = ?7, port_speed_mbit = ?8, traffic_gib = ?9 WHERE id = ?1",
                           &upd, err) < 0)
                 goto fail;
         sqlite3_bind_int64(upd, 1, op->service_id);
         sqlite3_bind_text(upd, 2, op->spec->template_name, -1, SQLITE_STATIC);
         sqlite3_bind_text(upd, 3, hash, -1, SQLITE_STATIC);
         sqlite3_bind_text(upd, 4, op->instance_id, -1, SQLITE_STATIC);
+        guest_bind_plan(upd, 5, &op->spec->plan);
         if (sqlite3_step(upd) != SQLITE_DONE)
                 goto sql_fail;
         if (keys_changed) {
@@ -194,9 +197,11 @@ int guest_reinstall(struct guests *g, const char *uuid, const struct guest_reins
         op = guest_op_new(g, OP_REINSTALL, id, uuid, actor, done, userdata);
         if (!op)
                 return error_set(err, -ENOMEM, "out of memory");
-        r = spec_load(g, id, &op->spec, err);
+        r = guest_spec_load(g, id, &op->spec, err);
         if (r == 0 && req->template_name)
                 str_copy(op->spec->template_name, sizeof(op->spec->template_name), req->template_name);
+        if (r == 0 && req->plan)
+                op->spec->plan = *req->plan;
         if (r == 0)
                 r = use_template(g, op, err);
         if (r == 0 && req->replace_ssh_keys)
@@ -233,7 +238,7 @@ void guest_reinstall_resume(struct op *op)
         /* The password given out with the interrupted reinstall never
          * reached anyone: a new one, which the operator resets for the
          * customer (the audit log says so). */
-        if (spec_load(g, op->service_id, &op->spec, &err) < 0 || use_template(g, op, &err) < 0 ||
+        if (guest_spec_load(g, op->service_id, &op->spec, &err) < 0 || use_template(g, op, &err) < 0 ||
             secret_password_generate(op->password, &err) < 0 || secret_password_hash(op->password, hash, &err) < 0) {
                 guest_op_fail(op, err.code, err.msg);
                 return;
@@ -250,4 +255,85 @@ void guest_reinstall_resume(struct op *op)
         log_warn("finishing a reinstall cut short: its root password must be reset for the customer",
                  "service=%s", op->uuid);
         guest_op_resume(op, "force-off");
+}
+
+void guest_bind_plan(sqlite3_stmt *stmt, int first, const struct spec_plan *plan)
+{
+        sqlite3_bind_int64(stmt, first, plan->vcpus);
+        sqlite3_bind_int64(stmt, first + 1, plan->memory_mib);
+        sqlite3_bind_int64(stmt, first + 2, plan->disk_gib);
+        sqlite3_bind_int64(stmt, first + 3, plan->port_speed_mbit);
+        if (plan->traffic_gib)
+                sqlite3_bind_int64(stmt, first + 4, plan->traffic_gib);
+        else
+                sqlite3_bind_null(stmt, first + 4);
+}
+
+int guest_resize(struct guests *g, const char *uuid, const struct spec_plan *plan, bool confirm_disk_shrink,
+                 const char *actor, guest_done_fn done, void *userdata, struct error *err)
+{
+        cleanup_stmt sqlite3_stmt *upd = NULL;
+        struct service_spec *current = NULL;
+        struct json_object *result, *later;
+        char state[32];
+        int64_t id = 0;
+        int r;
+
+        r = guest_service_find(g, uuid, &id, state, sizeof(state), err);
+        if (r < 0)
+                return r;
+        if (strcmp(state, "running") != 0 && strcmp(state, "stopped") != 0)
+                return error_set(err, -EBADFD, "service %s is %s", uuid, state);
+        r = spec_plan_check("plan", plan, err);
+        if (r < 0)
+                return r;
+        r = guest_spec_load(g, id, &current, err);
+        if (r < 0)
+                return r;
+        if (plan->disk_gib < current->plan.disk_gib) {
+                unsigned was = current->plan.disk_gib;
+                const struct guest_reinstall_request req = { .plan = plan };
+
+                spec_free(current);
+                if (!confirm_disk_shrink)
+                        return error_set(err, -EINVAL,
+                                         "plan.disk_gib: %u GiB is smaller than the %u GiB disk: shrinking rebuilds "
+                                         "the guest and erases its data; confirm with disk_shrink_confirmed",
+                                         plan->disk_gib, was);
+                return guest_reinstall(g, uuid, &req, actor, done, userdata, err);
+        }
+        later = json_object_new_array();
+        if (plan->vcpus != current->plan.vcpus)
+                json_object_array_add(later, json_object_new_string("vcpus"));
+        if (plan->memory_mib != current->plan.memory_mib)
+                json_object_array_add(later, json_object_new_string("memory_mib"));
+        if (plan->disk_gib != current->plan.disk_gib)
+                json_object_array_add(later, json_object_new_string("disk_gib"));
+        spec_free(current);
+
+        /* One statement, and only while no operation holds the lock. */
+        r = store_prepare(g->store,
+                          "UPDATE services SET vcpus = ?2, memory_mib = ?3, disk_gib = ?4, port_speed_mbit = ?5, "
+                          "traffic_gib = ?6, updated_at = ?7 WHERE id = ?1 AND busy_operation IS NULL",
+                          &upd, err);
+        if (r == 0) {
+                sqlite3_bind_int64(upd, 1, id);
+                guest_bind_plan(upd, 2, plan);
+                sqlite3_bind_int64(upd, 7, time_now_wall());
+                if (sqlite3_step(upd) != SQLITE_DONE || sqlite3_changes(store_db(g->store)) != 1)
+                        r = error_set(err, -EBUSY, "busy: another operation");
+        }
+        if (r < 0) {
+                json_object_put(later);
+                return r;
+        }
+        logbook_audit(g->store, actor, "resize", uuid, "ok", "");
+        logbook_activity(g->store, id, actor, "resized");
+        result = json_object_new_object();
+        json_object_object_add(result, "uuid", json_object_new_string(uuid));
+        json_object_object_add(result, "state", json_object_new_string(state));
+        json_object_object_add(result, "at_next_start", later);
+        done(0, NULL, result, userdata);
+        json_object_put(result);
+        return 0;
 }

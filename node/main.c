@@ -120,6 +120,8 @@ static void on_hypervisor(const struct hvprobe_result *result, void *userdata)
         struct vpsd *v = userdata;
 
         v->hypervisor = *result;
+        if (v->guests)
+                guests_set_kvm(v->guests, result->accel == HV_ACCEL_KVM);
         log_info("hypervisor probe", "accel=%s cached=%s reason=\"%s\"", hv_accel_name(result->accel),
                  result->from_cache ? "yes" : "no", result->reason);
 }

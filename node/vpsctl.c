@@ -44,6 +44,11 @@ static void usage(FILE *out)
                 "  service start|stop|restart|force-off UUID\n"
                 "                          power: stop is an ACPI shutdown, forced off after stop_timeout\n"
                 "  service terminate UUID  destroy the guest and its disk, release its addresses\n"
+                "  service resize UUID KEY=VALUE... [--confirm-disk-shrink]\n"
+                "                          a new plan: vcpus, memory_mib, disk_gib, port_speed_mbit,\n"
+                "                          traffic_gib (a number or `unmetered`); vCPUs, memory and a\n"
+                "                          larger disk take effect at the next start; a smaller disk\n"
+                "                          rebuilds the guest and needs --confirm-disk-shrink\n"
                 "  service reinstall UUID [--template NAME]\n"
                 "                          a new disk from the template (the data is erased), the same\n"
                 "                          keys, a new root password, printed once\n"
@@ -293,6 +298,21 @@ static void print_provisioned(struct json_object *r)
         printf("root password: %s\n(shown once, and stored on the node only as a hash)\n", jstr(r, "root_password"));
 }
 
+static void print_resized(struct json_object *r)
+{
+        struct json_object *later = json_object_object_get(r, "at_next_start");
+
+        if (json_object_object_get(r, "root_password")) {
+                print_provisioned(r);
+                return;
+        }
+        printf("service %s resized", jstr(r, "uuid"));
+        for (size_t i = 0; i < json_object_array_length(later); i++)
+                printf("%s%s", i ? ", " : "; at its next start: ",
+                       json_object_get_string(json_object_array_get_idx(later, i)));
+        printf("\n");
+}
+
 static void print_service_state(struct json_object *r) { printf("service %s: %s\n", jstr(r, "uuid"), jstr(r, "state")); }
 
 /* Reads a specification: bounded, and a JSON object (vpsd checks the rest). */
@@ -316,7 +336,8 @@ static int read_spec(const char *path, struct json_object **ret, struct error *e
 }
 
 /* service provision|start|stop|restart|force-off|terminate: 0, or an exit status. */
-static int service_command(char **args, int nargs, const char *template_name, const char **method,
+static int service_command(char **args, int nargs, const char *template_name, bool confirm_shrink,
+                           const char **method,
                            struct json_object **params, void (**print)(struct json_object *))
 {
         static const struct {
@@ -326,6 +347,41 @@ static int service_command(char **args, int nargs, const char *template_name, co
                     { "terminate", "service.terminate" } };
         struct error err = { 0 };
 
+        if (nargs >= 4 && strcmp(args[1], "resize") == 0) {
+                struct json_object *plan = json_object_new_object();
+                if (!service_uuid_valid(args[2])) {
+                        json_object_put(plan);
+                        return die(2, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)", args[2]);
+                }
+                for (int i = 3; i < nargs; i++) {
+                        char *eq = strchr(args[i], '='), *end = NULL;
+                        long long n;
+                        if (!eq || eq == args[i]) {
+                                json_object_put(plan);
+                                return die(2, "`%s` is not KEY=VALUE", args[i]);
+                        }
+                        *eq = '\0';
+                        if (strcmp(args[i], "traffic_gib") == 0 && strcmp(eq + 1, "unmetered") == 0) {
+                                json_object_object_add(plan, args[i], NULL);
+                                continue;
+                        }
+                        errno = 0;
+                        n = strtoll(eq + 1, &end, 10);
+                        if (errno || !*(eq + 1) || *end) {
+                                json_object_put(plan);
+                                return die(2, "%s: `%s` is not a number", args[i], eq + 1);
+                        }
+                        json_object_object_add(plan, args[i], json_object_new_int64(n));
+                }
+                *method = "service.resize";
+                *print = print_resized;
+                *params = json_object_new_object();
+                json_object_object_add(*params, "uuid", json_object_new_string(args[2]));
+                json_object_object_add(*params, "plan", plan);
+                if (confirm_shrink)
+                        json_object_object_add(*params, "disk_shrink_confirmed", json_object_new_boolean(1));
+                return 0;
+        }
         if (nargs == 3 && strcmp(args[1], "reinstall") == 0) {
                 if (!service_uuid_valid(args[2]))
                         return die(2, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)", args[2]);
@@ -461,7 +517,8 @@ int main(int argc, char **argv)
                 { "socket", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },         { "version", no_argument, NULL, 'V' },
                 { "all", no_argument, NULL, 'a' },          { "os", required_argument, NULL, 'o' },
-                { "min-disk", required_argument, NULL, 'm' }, { "template", required_argument, NULL, 't' }, {},
+                { "min-disk", required_argument, NULL, 'm' }, { "template", required_argument, NULL, 't' },
+                { "confirm-disk-shrink", no_argument, NULL, 'C' }, {},
         };
         const char *socket_path = getenv("VPSD_CONTROL_SOCKET");
         cleanup_json struct json_object *result = NULL;
@@ -470,7 +527,7 @@ int main(int argc, char **argv)
         const char *method = NULL, *os_name = NULL, *min_disk = NULL, *template_name = NULL;
         int timeout_ms = REPLY_TIMEOUT_MS;
         struct error err = { 0 };
-        bool json = false, all = false;
+        bool json = false, all = false, confirm_shrink = false;
         char code[64] = "";
         int c, nargs;
         char **args;
@@ -497,6 +554,9 @@ int main(int argc, char **argv)
                         break;
                 case 't':
                         template_name = optarg;
+                        break;
+                case 'C':
+                        confirm_shrink = true;
                         break;
                 case 'h':
                         usage(stdout);
@@ -533,7 +593,7 @@ int main(int argc, char **argv)
                 json_object_object_add(params, "uuid", json_object_new_string(args[2]));
         } else if (strcmp(args[0], "service") == 0 && nargs >= 2 && strcmp(args[1], "list") != 0 &&
                    strcmp(args[1], "show") != 0) {
-                int r = service_command(args, nargs, template_name, &method, &params, &print);
+                int r = service_command(args, nargs, template_name, confirm_shrink, &method, &params, &print);
                 if (r != 0)
                         return r;
                 /* A stop may wait stop_timeout (at most an hour) for the guest. */
@@ -546,6 +606,8 @@ int main(int argc, char **argv)
                 return die(2, "unknown command `%s`; try `vpsctl --help`", args[0]);
         if (all && strcmp(method, "service.list") != 0)
                 return die(2, "--all goes with `service list` only");
+        if (confirm_shrink && strcmp(method, "service.resize") != 0)
+                return die(2, "--confirm-disk-shrink goes with `service resize` only");
         if (template_name && strcmp(method, "service.reinstall") != 0)
                 return die(2, "--template goes with `service reinstall` only");
         if ((os_name || min_disk) && strcmp(method, "template.import") != 0)

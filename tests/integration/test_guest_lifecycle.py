@@ -307,10 +307,10 @@ def test_activity_log_shows_no_infrastructure(node):
     node.vpsd.ctl("service", "terminate", s["uuid"])
     with node.db() as db:
         rows = db.execute("SELECT actor, action, detail FROM activity_log").fetchall()
-        sid = db.execute("SELECT id FROM services WHERE uuid = ?", (s["uuid"],)).fetchone()[0]
         audit = db.execute("SELECT actor, action, target, result FROM audit_log").fetchall()
     text = json.dumps(rows)
-    assert rows and "vpsd-" not in text and "/" not in text and "vps%x" % sid not in text
+    tap = "vps" + s["uuid"][:8] + s["uuid"][9:13]
+    assert rows and "vpsd-" not in text and "/" not in text and tap not in text
     assert node.bridge not in text and os.uname().nodename not in text
     assert any(a[1] == "terminate" and a[2] == s["uuid"] and a[0].startswith("operator uid=0") for a in audit)
 
@@ -433,3 +433,39 @@ def test_kill_during_reinstall_is_finished(node):
     assert domstate(s["uuid"]) == "running"
     assert node.files(s["uuid"])[0].exists()
     assert "its root password must be reset" in v.log_text(this_run=True)
+
+
+def test_resize(node):
+    s = spec()
+    node.provision(s)
+    u = s["uuid"]
+    r = node.vpsd.ctl_json("service", "resize", u, "vcpus=2", "memory_mib=384", "disk_gib=2", "port_speed_mbit=200",
+                           "traffic_gib=500")
+    assert sorted(r["at_next_start"]) == ["disk_gib", "memory_mib", "vcpus"]
+    plan = node.vpsd.ctl_json("service", "show", u)["plan"]
+    assert plan == {"vcpus": 2, "memory_mib": 384, "disk_gib": 2, "port_speed_mbit": 200, "traffic_gib": 500}
+    assert "<vcpu placement='static'>1</vcpu>" in libvirt_env.domain_xml(f"vpsd-{u}"), "not before the next start"
+
+    assert node.vpsd.ctl_json("service", "restart", u)["state"] == "running"
+    xml = libvirt_env.domain_xml(f"vpsd-{u}")
+    assert "<vcpu placement='static'>2</vcpu>" in xml and "<memory unit='KiB'>393216</memory>" in xml
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(node.files(u)[0])],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert info["virtual-size"] == 2 << 30, "the disk grew while the guest was off"
+
+    bad = node.vpsd.ctl("service", "resize", u, "disk_gib=1", check=False)
+    assert bad.returncode == 1 and "erases its data; confirm with disk_shrink_confirmed" in bad.stderr
+    assert node.vpsd.ctl_json("service", "show", u)["plan"]["disk_gib"] == 2, "a refusal changes nothing"
+    bad = node.vpsd.ctl("service", "resize", u, "vcpus=0", check=False)
+    assert bad.returncode == 1 and "plan.vcpus" in bad.stderr
+    bad = node.vpsd.ctl("service", "resize", u, "colour=3", check=False)
+    assert bad.returncode == 1 and "plan: unknown field `colour`" in bad.stderr
+
+    r = node.vpsd.ctl_json("service", "resize", u, "disk_gib=1", "--confirm-disk-shrink")
+    assert r["state"] == "running" and len(r["root_password"]) == 20, "a shrink is a rebuild"
+    info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", str(node.files(u)[0])],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert info["virtual-size"] == 1 << 30
+    with node.db() as db:
+        actions = [a for (a,) in db.execute("SELECT action FROM activity_log ORDER BY id")]
+    assert actions == ["provisioned", "resized", "restarted", "reinstalled"]
