@@ -44,7 +44,7 @@ PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/tests/hvprobe_boot $(BUILD)/t
 # `make V=1` shows whole command lines.
 Q := $(if $(V),,@)
 
-.PHONY: all help deps check unit unit-asan fuzz fuzz-run integration demo demo-stop clean
+.PHONY: all help deps check unit unit-asan fuzz fuzz-run integration bench demo demo-stop clean
 .DELETE_ON_ERROR:
 
 all: $(PROGRAMS)
@@ -56,6 +56,7 @@ help:
 	@echo "make demo-stop   stop the demo's vpsd (and libvirtd/virtlogd if the demo started them)"
 	@echo "make check       deps + build + every test (unit, unit under ASan+UBSan, fuzz smoke, integration)"
 	@echo "make unit | unit-asan | fuzz-run | integration   one part of check"
+	@echo "make bench       benchmarks against their peers (not tests; never gate CI)"
 
 # Idempotent and non-interactive: installs only what is missing, and asks
 # apt for fresh lists only when it has to.
@@ -144,6 +145,10 @@ fuzz-run: $(FUZZ_BIN)
 
 integration: all
 	cd tests/integration && $(PYTHON) -m pytest -ra -p no:cacheprovider $(PYTEST_ARGS) .
+
+# Benchmarks print a ratio against the peer measured in the same run.
+bench: all
+	$(PYTHON) tests/bench/bench_lifecycle.py
 
 check: deps
 	$(MAKE) --no-print-directory all

@@ -345,7 +345,7 @@ def test_valgrind_clean_through_the_lifecycle(vpsd_factory, libvirt, bridge, tes
     """vpsd under valgrind through import, provision, power, terminate and
     reconcile at start: no invalid access, no definite leak."""
     v = vpsd_factory()
-    v.start(prefix=["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
+    v.start(prefix=["valgrind", "--quiet", "--fair-sched=yes", "--error-exitcode=99", "--leak-check=full",
                     "--errors-for-leak-kinds=definite", "--track-fds=no"],
             hypervisor="tcg", bridge=bridge, guest_run_dir=v.root / "guests", stop_timeout=5)
     v.wait_ready(timeout=60)

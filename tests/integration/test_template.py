@@ -378,7 +378,7 @@ def test_valgrind_clean_imports(vpsd_factory, test_guest, tmp_path):
     and after qemu-img, a list, a remove, and a stop with an import in
     flight."""
     v = vpsd_factory()
-    v.start(prefix=["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
+    v.start(prefix=["valgrind", "--quiet", "--fair-sched=yes", "--error-exitcode=99", "--leak-check=full",
                     "--errors-for-leak-kinds=definite", "--track-fds=no"])
     v.ctl("template", "import", "debian-12", str(test_guest / "guest.qcow2"))
     (tmp_path / "notes.txt").write_text("text\n")

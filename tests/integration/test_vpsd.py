@@ -216,7 +216,7 @@ def test_valgrind_clean(vpsd_factory):
     """The daemon under valgrind: no invalid access, no definite leak, through
     a start, every control method, bad requests and a SIGTERM."""
     v = vpsd_factory()
-    v.start(prefix=["valgrind", "--quiet", "--error-exitcode=99", "--leak-check=full",
+    v.start(prefix=["valgrind", "--quiet", "--fair-sched=yes", "--error-exitcode=99", "--leak-check=full",
                     "--errors-for-leak-kinds=definite", "--track-fds=no"])
     v.state_dir.joinpath("vpsd.db")
     insert_service(v.state_dir / "vpsd.db")
