@@ -54,13 +54,11 @@ static void uuid_operation(struct control_call *call, struct json_object *params
         char actor[64];
         int r;
 
-        json_object_object_foreach(params, key, value) {
-                (void)value;
-                if (strcmp(key, "uuid") != 0) {
-                        snprintf(err.msg, sizeof(err.msg), "unknown parameter `%.64s`", key);
-                        control_call_fail(call, -EINVAL, err.msg);
-                        return;
-                }
+        static const char *const allowed[] = { "uuid", NULL };
+
+        if (control_params_check(params, allowed, &err) < 0) {
+                control_call_fail(call, err.code, err.msg);
+                return;
         }
         if (!json_object_object_get_ex(params, "uuid", &u) || !json_object_is_type(u, json_type_string)) {
                 control_call_fail(call, -EINVAL, "parameter `uuid` (a string) is required");
@@ -114,16 +112,9 @@ void control_service_reinstall(struct control_call *call, struct json_object *pa
         struct error err = { 0 };
         char actor[64];
 
-        json_object_object_foreach(params, key, value) {
-                bool ok = false;
-                (void)value;
-                for (const char *const *a = allowed; *a; a++)
-                        ok = ok || strcmp(key, *a) == 0;
-                if (!ok) {
-                        snprintf(err.msg, sizeof(err.msg), "unknown parameter `%.64s`", key);
-                        control_call_fail(call, -EINVAL, err.msg);
-                        return;
-                }
+        if (control_params_check(params, allowed, &err) < 0) {
+                control_call_fail(call, err.code, err.msg);
+                return;
         }
         if (json_get_string(params, "uuid", true, &uuid, &err) < 0 ||
             json_get_string(params, "template", false, &req.template_name, &err) < 0 ||
@@ -168,16 +159,9 @@ void control_service_resize(struct control_call *call, struct json_object *param
         struct error err = { 0 };
         char actor[64];
 
-        json_object_object_foreach(params, key, value) {
-                bool ok = false;
-                (void)value;
-                for (const char *const *a = allowed; *a; a++)
-                        ok = ok || strcmp(key, *a) == 0;
-                if (!ok) {
-                        snprintf(err.msg, sizeof(err.msg), "unknown parameter `%.64s`", key);
-                        control_call_fail(call, -EINVAL, err.msg);
-                        return;
-                }
+        if (control_params_check(params, allowed, &err) < 0) {
+                control_call_fail(call, err.code, err.msg);
+                return;
         }
         if (json_get_string(params, "uuid", true, &uuid, &err) < 0 ||
             json_get_object(params, "plan", true, &changes, &err) < 0) {

@@ -13,7 +13,7 @@
 #include "node/vpsd.h"
 
 /* Refuses params the method does not know: a typo must not be ignored. */
-static int params_check(struct json_object *params, const char *const *allowed, struct error *err)
+int control_params_check(struct json_object *params, const char *const *allowed, struct error *err)
 {
         json_object_object_foreach(params, key, value) {
                 bool ok = false;
@@ -50,7 +50,7 @@ static void method_status(struct control_call *call, struct json_object *params,
         struct json_object *o, *services, *hv;
         struct error err = { 0 };
 
-        if (params_check(params, allowed, &err) < 0 || service_count_by_state(v->store, counts, &err) < 0) {
+        if (control_params_check(params, allowed, &err) < 0 || service_count_by_state(v->store, counts, &err) < 0) {
                 fail(call, &err);
                 return;
         }
@@ -83,7 +83,7 @@ static void method_service_list(struct control_call *call, struct json_object *p
         struct json_object *all = NULL, *list = NULL, *o;
         struct error err = { 0 };
 
-        if (params_check(params, allowed, &err) < 0) {
+        if (control_params_check(params, allowed, &err) < 0) {
                 fail(call, &err);
                 return;
         }
@@ -108,7 +108,7 @@ static void method_service_show(struct control_call *call, struct json_object *p
         struct error err = { 0 };
         const char *uuid = NULL;
 
-        if (params_check(params, allowed, &err) < 0 || param_string(params, "uuid", &uuid, &err) < 0 ||
+        if (control_params_check(params, allowed, &err) < 0 || param_string(params, "uuid", &uuid, &err) < 0 ||
             service_show_json(v->store, uuid, &service, &err) < 0) {
                 fail(call, &err);
                 return;
@@ -183,7 +183,7 @@ static int template_import_params(struct json_object *params, struct template_im
         int64_t min_disk = 0;
         struct json_object *v = NULL;
 
-        if (params_check(params, allowed, err) < 0 || param_string(params, "name", &req->name, err) < 0 ||
+        if (control_params_check(params, allowed, err) < 0 || param_string(params, "name", &req->name, err) < 0 ||
             param_string(params, "path", &req->path, err) < 0 ||
             json_get_string(params, "os_name", false, &req->os_name, err) < 0 ||
             json_get_int64(params, "min_disk_gib", false, &min_disk, err) < 0)
@@ -232,7 +232,7 @@ static void method_template_list(struct control_call *call, struct json_object *
         struct json_object *list = NULL, *o;
         struct error err = { 0 };
 
-        if (params_check(params, allowed, &err) < 0 || template_list_json(v->templates, &list, &err) < 0) {
+        if (control_params_check(params, allowed, &err) < 0 || template_list_json(v->templates, &list, &err) < 0) {
                 fail(call, &err);
                 return;
         }
@@ -249,7 +249,7 @@ static void method_template_remove(struct control_call *call, struct json_object
         struct error err = { 0 };
         const char *name = NULL;
 
-        if (params_check(params, allowed, &err) < 0 || param_string(params, "name", &name, &err) < 0) {
+        if (control_params_check(params, allowed, &err) < 0 || param_string(params, "name", &name, &err) < 0) {
                 fail(call, &err);
                 return;
         }

@@ -304,6 +304,7 @@ static void provision_rollback(struct op *op);
 static void provision_started(int status, enum virt_state state, const char *message, void *userdata);
 static void finish_running(struct op *op);
 static int build_xml(struct op *op, char **ret_xml, struct error *err);
+static void define_start(struct op *op, virt_done_fn cb);
 
 /* A step failed: provision rolls back; the others release the lock and
  * leave the service as it was, ready for the operation to be asked again. */
@@ -407,8 +408,6 @@ static void start_disk_grown(int r, const struct error *err, const struct comman
                              void *userdata)
 {
         struct op *op = userdata;
-        cleanup_free char *xml = NULL;
-        struct error e = { 0 };
 
         (void)result;
         if (r < 0) {
@@ -417,11 +416,8 @@ static void start_disk_grown(int r, const struct error *err, const struct comman
         }
         /* The domain is defined anew from the current plan: a resize's
          * vCPUs and memory take effect at this boot. */
-        if (build_xml(op, &xml, &e) < 0) {
-                guest_op_fail(op, e.code, e.msg);
-                return;
-        }
-        submit_then(op, VIRT_DEFINE_START, xml, finish_running);
+        op->then = finish_running;
+        define_start(op, then_done);
 }
 
 static void start_state_known(int status, enum virt_state state, const char *message, void *userdata)
@@ -782,7 +778,8 @@ static int build_xml(struct op *op, char **ret_xml, struct error *err)
         return domain_xml(&params, ret_xml, err);
 }
 
-static void step_domain(struct op *op)
+/* Defines the domain from op->spec (anew, if it exists) and starts it. */
+static void define_start(struct op *op, virt_done_fn cb)
 {
         cleanup_free char *xml = NULL;
         struct error err = { 0 };
@@ -791,8 +788,10 @@ static void step_domain(struct op *op)
                 guest_op_fail(op, err.code, err.msg);
                 return;
         }
-        submit(op, VIRT_DEFINE_START, xml, provision_started);
+        submit(op, VIRT_DEFINE_START, xml, cb);
 }
+
+static void step_domain(struct op *op) { define_start(op, provision_started); }
 
 static void provision_rolled_back(int status, enum virt_state state, const char *message, void *userdata)
 {

@@ -37,6 +37,10 @@ struct vpsd {
 /* The methods of the control socket (node/control_methods.c). */
 extern const struct control_method vpsd_control_methods[];
 
+/* Refuses params with a key not in allowed (NULL-terminated): a typo in
+ * a request must not be ignored. */
+int control_params_check(struct json_object *params, const char *const *allowed, struct error *err);
+
 /* The guest lifecycle's methods (node/control_guest.c). */
 void control_service_provision(struct control_call *call, struct json_object *params, void *userdata);
 void control_service_start(struct control_call *call, struct json_object *params, void *userdata);
