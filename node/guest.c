@@ -60,6 +60,12 @@ const char *guest_power_name(enum guest_power action)
         return names[action];
 }
 
+void guest_instance_id_new(char *buf, size_t size)
+{
+        snprintf(buf, size, "i-%08llx%08llx", (unsigned long long)time_now_wall(),
+                 (unsigned long long)time_now_mono_ms());
+}
+
 void guest_paths_init(const struct guests *g, const char *uuid, int64_t service_id, struct guest_paths *p)
 {
         snprintf(p->domain, sizeof(p->domain), "vpsd-%s", uuid);

@@ -37,6 +37,10 @@ struct guest_paths {
         char run[PATH_MAX];
 };
 
+/* A cloud-init instance-id for a new install: cloud-init applies a seed
+ * afresh (keys, password, network) when it changes. */
+void guest_instance_id_new(char *buf, size_t size);
+
 void guest_paths_init(const struct guests *g, const char *uuid, int64_t service_id, struct guest_paths *ret);
 
 /* Removes disk, seed (and its files) and run folder; absent is fine. */

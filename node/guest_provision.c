@@ -160,8 +160,7 @@ int guest_provision(struct guests *g, struct service_spec *spec, const char *act
         }
         /* The seed's instance-id changes with every install, so cloud-init
          * applies a reinstall's seed afresh. */
-        snprintf(instance_id, sizeof(instance_id), "i-%08llx%08llx", (unsigned long long)time_now_wall(),
-                 (unsigned long long)time_now_mono_ms());
+        guest_instance_id_new(instance_id, sizeof(instance_id));
         r = secret_password_hash(op->password, hash, err);
         if (r == 0)
                 r = insert_rows(g, spec, hash, instance_id, &id, err);

@@ -108,19 +108,13 @@ static void run_task(struct reconcile *rc, struct task *t)
                 return;
         }
         op->recovering = true;
-        if (t->kind == TASK_POWER) {
-                /* Take the lock as a request would, recorded like one. */
-                cleanup_stmt sqlite3_stmt *stmt = NULL;
-                if (store_prepare(g->store,
-                                  "UPDATE services SET busy_operation = ?2, busy_step = ?3, busy_since = ?4 "
-                                  "WHERE id = ?1 AND busy_operation IS NULL",
-                                  &stmt, NULL) == 0) {
-                        sqlite3_bind_int64(stmt, 1, t->service_id);
-                        sqlite3_bind_text(stmt, 2, guest_op_name(t->op), -1, SQLITE_STATIC);
-                        sqlite3_bind_text(stmt, 3, t->step, -1, SQLITE_STATIC);
-                        sqlite3_bind_int64(stmt, 4, time_now_wall());
-                        sqlite3_step(stmt);
-                }
+        /* Take the lock as a request would, recorded like one. */
+        if (t->kind == TASK_POWER &&
+            guest_lock_take(g, t->service_id, t->uuid, guest_op_name(t->op), t->step, &err) < 0) {
+                log_warn("reconcile: service is locked; left alone", "service=%s error=\"%s\"", t->uuid, err.msg);
+                guest_op_free(op);
+                reconcile_next(rc);
+                return;
         }
         log_info("reconcile: finishing an operation", "service=%s operation=%s step=%s", t->uuid,
                  guest_op_name(t->op), t->step);

@@ -156,11 +156,6 @@ fail:
         return r;
 }
 
-static void new_instance_id(struct op *op)
-{
-        snprintf(op->instance_id, sizeof(op->instance_id), "i-%08llx%08llx", (unsigned long long)time_now_wall(),
-                 (unsigned long long)time_now_mono_ms());
-}
 
 /* Template path, format and minimum disk into op; the spec names it. */
 static int use_template(struct guests *g, struct op *op, struct error *err)
@@ -215,7 +210,7 @@ int guest_reinstall(struct guests *g, const char *uuid, const struct guest_reins
         if (r == 0)
                 r = secret_password_hash(op->password, hash, err);
         if (r == 0) {
-                new_instance_id(op);
+                guest_instance_id_new(op->instance_id, sizeof(op->instance_id));
                 r = record(g, op, req->replace_ssh_keys, hash, err);
         }
         explicit_bzero(hash, sizeof(hash));
@@ -243,7 +238,7 @@ void guest_reinstall_resume(struct op *op)
                 guest_op_fail(op, err.code, err.msg);
                 return;
         }
-        new_instance_id(op);
+        guest_instance_id_new(op->instance_id, sizeof(op->instance_id));
         if (store_prepare(g->store, "UPDATE services SET root_password_hash = ?2, instance_id = ?3 WHERE id = ?1",
                           &stmt, NULL) == 0) {
                 sqlite3_bind_int64(stmt, 1, op->service_id);
