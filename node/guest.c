@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,7 +125,8 @@ int guests_new(uv_loop_t *loop, struct store *store, struct virt *virt, const st
             str_copy(g->run_dir, sizeof(g->run_dir), config->run_dir) < 0 ||
             str_copy(g->bridge, sizeof(g->bridge), config->bridge) < 0 ||
             str_copy(g->qemu_img, sizeof(g->qemu_img), config->qemu_img) < 0 ||
-            str_copy(g->genisoimage, sizeof(g->genisoimage), config->genisoimage) < 0) {
+            str_copy(g->genisoimage, sizeof(g->genisoimage), config->genisoimage) < 0 ||
+            str_copy(g->crash_at, sizeof(g->crash_at), config->crash_at ? config->crash_at : "") < 0) {
                 free(g);
                 return error_set(err, -ENAMETOOLONG, "guest paths too long");
         }
@@ -349,6 +351,23 @@ static const struct {
         { "undefine", step_undefine },   { "files", step_files }, { "release", step_release },
 };
 
+/* The crash tests' hook: with VPSD_CRASH_AT=<operation>:<step> in its
+ * environment, vpsd stops itself (SIGSTOP) the moment that step is on
+ * disk, before any of its work, so that a test can kill -9 it exactly
+ * there and check what the next start makes of it. */
+static void crash_point(struct op *op, const char *step)
+{
+        char here[64];
+
+        if (!op->g->crash_at[0])
+                return;
+        snprintf(here, sizeof(here), "%s:%s", op_names[op->kind], step);
+        if (strcmp(here, op->g->crash_at) != 0)
+                return;
+        log_warn("crash point reached; stopping for the test to kill", "service=%s at=%s", op->uuid, here);
+        raise(SIGSTOP);
+}
+
 /* Records the step, then starts it. */
 static void op_next(struct op *op, const char *step)
 {
@@ -357,6 +376,7 @@ static void op_next(struct op *op, const char *step)
                         lock_step(op, step);
                         log_debug("operation step", "service=%s operation=%s step=%s", op->uuid,
                                   op_names[op->kind], step);
+                        crash_point(op, step);
                         steps[i].fn(op);
                         return;
                 }

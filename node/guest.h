@@ -27,6 +27,7 @@ struct guests_config {
         const char *qemu_img;       /* qemu-img */
         const char *genisoimage;    /* genisoimage, for the cidata seed */
         unsigned stop_timeout;      /* seconds an ACPI shutdown may take before forced off */
+        const char *crash_at;       /* tests only: "<operation>:<step>" to stop at (VPSD_CRASH_AT), or NULL */
 };
 
 enum guest_power {

@@ -24,6 +24,7 @@ struct guests {
         bool kvm;
         unsigned ops_running;
         struct monitors *monitors; /* may be NULL */
+        char crash_at[64];         /* test hook: "<operation>:<step>", see op_next() */
 };
 
 /* Where a service's guest lives. The domain and tap names are

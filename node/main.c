@@ -273,6 +273,8 @@ static int start(struct vpsd *v, struct error *err)
                         .qemu_img = v->cfg.qemu_img,
                         .genisoimage = v->cfg.genisoimage,
                         .stop_timeout = v->cfg.stop_timeout,
+                        /* The crash tests' hook (docs/tests.md); unset on a real node. */
+                        .crash_at = getenv("VPSD_CRASH_AT"),
                 };
                 r = mkdir_parents(v->cfg.guest_run_dir, 0711, err);
                 if (r < 0)

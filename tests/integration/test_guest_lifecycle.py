@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 import libvirt_env
+from conftest import VPSCTL
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFcaVmvBmb0yb3ZwcTfWiR7f0r0kTvGm5CV2Ll0Bxw5k vpsd-test@example"
 BOOT = 180  # seconds a TCG guest may take to print its ready marker (a loaded machine is slow)
@@ -72,6 +73,11 @@ def node(vpsd_factory, libvirt, bridge, test_guest):
         for (u,) in db.execute("SELECT uuid FROM services"):
             libvirt_env.destroy_and_undefine(f"vpsd-{u}")
     assert v.stop(timeout=60) == 0, v.log_text()
+
+
+def tap_of(u):
+    """The guest port's name: vps + the UUID's first 12 hex digits."""
+    return "vps" + u[:8] + u[9:13]
 
 
 def domstate(u):
@@ -231,7 +237,7 @@ def test_kill_during_provision_rolls_back(node, step, tool, real):
     s = spec()
     path = v.root / "spec.json"
     path.write_text(json.dumps(s))
-    proc = subprocess.Popen([str(v.proc.args[0]).replace("vpsd", "vpsctl"), "--socket", str(v.socket),
+    proc = subprocess.Popen([str(VPSCTL), "--socket", str(v.socket),
                              "service", "provision", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not (v.root / f"{tool}.started").exists():
@@ -258,23 +264,53 @@ def test_kill_during_provision_rolls_back(node, step, tool, real):
     assert node.provision(s)["state"] == "running"
 
 
-def test_kill_during_terminate_is_finished(node):
-    s = spec()
-    node.provision(s)
+def crash_at(node, operation, step, *vpsctl_args):
+    """Restarts vpsd with VPSD_CRASH_AT so that it stops itself the moment
+    `operation` has recorded `step`, runs the vpsctl command that starts the
+    operation, and kills vpsd -9 right there. Returns the vpsctl process."""
     v = node.vpsd
+    assert v.stop(timeout=60) == 0
+    v.start(env={**os.environ, "VPSD_CRASH_AT": f"{operation}:{step}"})
+    proc = subprocess.Popen([str(VPSCTL), "--socket", str(v.socket), *vpsctl_args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    v.wait_log("crash point reached", timeout=120)
+    with node.db() as db:
+        busy = db.execute("SELECT busy_operation, busy_step FROM services WHERE busy_operation IS NOT NULL")
+        assert busy.fetchall() == [(operation, step)]
     v.proc.send_signal(signal.SIGKILL)
     v.proc.wait()
-    # What a crash between terminate's steps leaves: the lock, at "files",
-    # with the domain already gone.
-    libvirt_env.destroy_and_undefine(f"vpsd-{s['uuid']}")
-    with node.db() as db:
-        db.execute("UPDATE services SET busy_operation = 'terminate', busy_step = 'files' WHERE uuid = ?",
-                   (s["uuid"],))
+    proc.wait(30)
+    assert proc.returncode != 0, "the caller learns that its request did not complete"
     v.start()
-    v.wait_log("reconcile: done", timeout=60)
-    shown = v.ctl_json("service", "show", s["uuid"])
-    assert shown["state"] == "terminated" and shown["busy"] is None and shown["addresses"] == []
+    v.wait_log("reconcile: done", timeout=120)
+    return proc
+
+
+@pytest.mark.parametrize("step", ["disk", "seed", "domain"])
+def test_kill_at_each_provision_step_rolls_back(node, step):
+    s = spec()
+    path = node.vpsd.root / "spec.json"
+    path.write_text(json.dumps(s))
+    crash_at(node, "provision", step, "service", "provision", str(path))
+    with node.db() as db:
+        assert db.execute("SELECT count(*) FROM services").fetchone()[0] == 0, "the provision was rolled back"
+    assert domstate(s["uuid"]) is None
     assert not any(p.exists() for p in node.files(s["uuid"]))
+    assert node.provision(s)["state"] == "running"
+
+
+@pytest.mark.parametrize("step", ["undefine", "files", "release"])
+def test_kill_at_each_terminate_step_is_finished(node, step):
+    s = spec()
+    node.provision(s)
+    crash_at(node, "terminate", step, "service", "terminate", s["uuid"])
+    shown = node.vpsd.ctl_json("service", "show", s["uuid"])
+    assert shown["state"] == "terminated" and shown["busy"] is None and shown["addresses"] == []
+    assert domstate(s["uuid"]) is None
+    assert not any(p.exists() for p in node.files(s["uuid"]))
+    assert not os.path.exists(f"/sys/class/net/{tap_of(s['uuid'])}"), "no tap is left"
+    # The addresses are free again: another service takes them.
+    assert node.provision(spec())["state"] == "running"
 
 
 def test_reconcile_starts_what_should_run_and_removes_orphans(node):
@@ -309,7 +345,7 @@ def test_activity_log_shows_no_infrastructure(node):
         rows = db.execute("SELECT actor, action, detail FROM activity_log").fetchall()
         audit = db.execute("SELECT actor, action, target, result FROM audit_log").fetchall()
     text = json.dumps(rows)
-    tap = "vps" + s["uuid"][:8] + s["uuid"][9:13]
+    tap = tap_of(s["uuid"])
     assert rows and "vpsd-" not in text and "/" not in text and tap not in text
     assert node.bridge not in text and os.uname().nodename not in text
     assert any(a[1] == "terminate" and a[2] == s["uuid"] and a[0].startswith("operator uid=0") for a in audit)
@@ -413,7 +449,7 @@ def test_kill_during_reinstall_is_finished(node):
     node.provision(s)
     assert v.stop(timeout=60) == 0
     v.start(qemu_img=slow_tool(node, "qemu_img", "/usr/bin/qemu-img"))
-    proc = subprocess.Popen([str(v.proc.args[0]).replace("vpsd", "vpsctl"), "--socket", str(v.socket),
+    proc = subprocess.Popen([str(VPSCTL), "--socket", str(v.socket),
                              "service", "reinstall", s["uuid"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not (v.root / "qemu_img.started").exists():
