@@ -46,13 +46,24 @@ void control_service_provision(struct control_call *call, struct json_object *pa
                 control_call_fail(call, err.code, err.msg);
 }
 
-/* service.start, .stop, .restart, .force-off and .terminate: {"uuid": …}. */
-static void uuid_operation(struct control_call *call, struct json_object *params, struct vpsd *v, int action)
+/* What a request naming only a service does: a power action, or these. */
+enum uuid_action {
+        ACTION_POWER,     /* guest_power() with the power action */
+        ACTION_TERMINATE,
+        ACTION_PAUSE,
+        ACTION_RESUME,
+};
+
+/* service.start, .stop, .restart, .force-off, .terminate, .pause and
+ * .resume: {"uuid": …}. */
+static void uuid_operation(struct control_call *call, struct json_object *params, struct vpsd *v,
+                           enum uuid_action action, enum guest_power power)
 {
         struct json_object *u = NULL;
         struct error err = { 0 };
+        const char *uuid;
         char actor[64];
-        int r;
+        int r = -EINVAL;
 
         static const char *const allowed[] = { "uuid", NULL };
 
@@ -64,39 +75,57 @@ static void uuid_operation(struct control_call *call, struct json_object *params
                 control_call_fail(call, -EINVAL, "parameter `uuid` (a string) is required");
                 return;
         }
+        uuid = json_object_get_string(u);
         actor_of(call, actor, sizeof(actor));
-        if (action < 0)
-                r = guest_terminate(v->guests, json_object_get_string(u), actor, operation_done, call, &err);
-        else
-                r = guest_power(v->guests, json_object_get_string(u), (enum guest_power)action, actor,
-                                operation_done, call, &err);
+        switch (action) {
+        case ACTION_POWER:
+                r = guest_power(v->guests, uuid, power, actor, operation_done, call, &err);
+                break;
+        case ACTION_TERMINATE:
+                r = guest_terminate(v->guests, uuid, actor, operation_done, call, &err);
+                break;
+        case ACTION_PAUSE:
+        case ACTION_RESUME:
+                r = guest_pause(v->guests, uuid, action == ACTION_PAUSE, actor, operation_done, call, &err);
+                break;
+        }
         if (r < 0)
                 control_call_fail(call, err.code, err.msg);
 }
 
 void control_service_start(struct control_call *call, struct json_object *params, void *userdata)
 {
-        uuid_operation(call, params, userdata, GUEST_START);
+        uuid_operation(call, params, userdata, ACTION_POWER, GUEST_START);
 }
 
 void control_service_stop(struct control_call *call, struct json_object *params, void *userdata)
 {
-        uuid_operation(call, params, userdata, GUEST_STOP);
+        uuid_operation(call, params, userdata, ACTION_POWER, GUEST_STOP);
 }
 
 void control_service_restart(struct control_call *call, struct json_object *params, void *userdata)
 {
-        uuid_operation(call, params, userdata, GUEST_RESTART);
+        uuid_operation(call, params, userdata, ACTION_POWER, GUEST_RESTART);
 }
 
 void control_service_force_off(struct control_call *call, struct json_object *params, void *userdata)
 {
-        uuid_operation(call, params, userdata, GUEST_FORCE_OFF);
+        uuid_operation(call, params, userdata, ACTION_POWER, GUEST_FORCE_OFF);
 }
 
 void control_service_terminate(struct control_call *call, struct json_object *params, void *userdata)
 {
-        uuid_operation(call, params, userdata, -1);
+        uuid_operation(call, params, userdata, ACTION_TERMINATE, 0);
+}
+
+void control_service_pause(struct control_call *call, struct json_object *params, void *userdata)
+{
+        uuid_operation(call, params, userdata, ACTION_PAUSE, 0);
+}
+
+void control_service_resume(struct control_call *call, struct json_object *params, void *userdata)
+{
+        uuid_operation(call, params, userdata, ACTION_RESUME, 0);
 }
 
 /* service.reinstall: {uuid, template?, ssh_keys? (list of key lines),

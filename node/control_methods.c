@@ -272,6 +272,8 @@ const struct control_method vpsd_control_methods[] = {
         { "service.restart", control_service_restart },
         { "service.force-off", control_service_force_off },
         { "service.terminate", control_service_terminate },
+        { "service.pause", control_service_pause },
+        { "service.resume", control_service_resume },
         { "service.reinstall", control_service_reinstall },
         { "service.resize", control_service_resize },
         { "template.import", method_template_import },

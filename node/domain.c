@@ -114,6 +114,11 @@ int domain_xml(const struct domain_params *p, char **ret_xml, struct error *err)
                        "      <source file='%s'/>\n      <target dev='vdb' bus='virtio'/>\n      <readonly/>\n"
                        "    </disk>\n",
                     p->seed_path);
+        /* An empty CD drive on the SATA controller: customer ISOs are
+         * inserted into it live (medium change), and installers find it
+         * where real hardware has it. */
+        put(f, "    <disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n"
+               "      <target dev='sda' bus='sata'/>\n      <readonly/>\n    </disk>\n");
         put(f, "    <interface type='bridge'>\n      <source bridge='%s'/>\n      <mac address='%s'/>\n"
                "      <target dev='%s'/>\n      <model type='virtio'/>\n    </interface>\n",
             p->bridge, p->mac, p->tap);

@@ -242,7 +242,9 @@ static int lock_release(struct op *op, const char *state)
 
         if (store_prepare(op->g->store,
                           "UPDATE services SET busy_operation = NULL, busy_step = NULL, busy_since = NULL, "
-                          "state = coalesce(?2, state), updated_at = ?3 WHERE id = ?1",
+                          "state = coalesce(?2, state), updated_at = ?3, "
+                          "paused = CASE WHEN ?2 IN ('stopped', 'terminated') THEN 0 ELSE paused END "
+                          "WHERE id = ?1",
                           &stmt, NULL) < 0)
                 return -EIO;
         sqlite3_bind_int64(stmt, 1, op->service_id);
@@ -424,9 +426,26 @@ static void finish_state(struct op *op, const char *state)
         op_end(op, 0, result);
 }
 
+/* The guest runs: vpsd watches its monitor, and when this op started
+ * it, a fresh QEMU booted now with its vCPUs running. */
+static void guest_running(struct op *op)
+{
+        if (op->booted) {
+                cleanup_stmt sqlite3_stmt *stmt = NULL;
+                /* A fresh QEMU: it booted now, and its vCPUs run. */
+                if (store_prepare(op->g->store, "UPDATE services SET booted_at = ?2, paused = 0 WHERE id = ?1",
+                                  &stmt, NULL) == 0) {
+                        sqlite3_bind_int64(stmt, 1, op->service_id);
+                        sqlite3_bind_int64(stmt, 2, time_now_wall());
+                        sqlite3_step(stmt);
+                }
+        }
+        guest_monitor_watch(op->g, op->service_id, op->uuid);
+}
+
 static void finish_running(struct op *op)
 {
-        guest_monitor_watch(op->g, op->service_id, op->uuid);
+        guest_running(op);
         finish_state(op, "running");
 }
 
@@ -591,6 +610,9 @@ int guest_power(struct guests *g, const char *uuid, enum guest_power action, con
                 return r;
         if (strcmp(state, "running") != 0 && strcmp(state, "stopped") != 0)
                 return error_set(err, -EBADFD, "service %s is %s", uuid, state);
+        /* Paused vCPUs cannot answer the ACPI power button. */
+        if ((action == GUEST_STOP || action == GUEST_RESTART) && guest_paused(g, id))
+                return error_set(err, -EBADFD, "service %s is paused: resume it first, or force it off", uuid);
         op = guest_op_new(g, kinds[action], id, uuid, actor, done, userdata);
         if (!op)
                 return error_set(err, -ENOMEM, "out of memory");
@@ -768,7 +790,7 @@ static void provision_started(int status, enum virt_state state, const char *mes
                 return;
         }
         lock_release(op, "running");
-        guest_monitor_watch(op->g, op->service_id, op->uuid);
+        guest_running(op);
         logbook_activity(op->g->store, op->service_id, op->actor, op_done_words[op->kind]);
         result = json_object_new_object();
         json_object_object_add(result, "uuid", json_object_new_string(op->uuid));
@@ -814,6 +836,7 @@ static void define_start(struct op *op, virt_done_fn cb)
                 guest_op_fail(op, err.code, err.msg);
                 return;
         }
+        op->booted = true;
         submit(op, VIRT_DEFINE_START, xml, cb);
 }
 

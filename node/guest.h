@@ -95,6 +95,13 @@ int guest_resize(struct guests *guests, const char *uuid, const struct spec_plan
 int guest_terminate(struct guests *guests, const char *uuid, const char *actor, guest_done_fn done,
                     void *userdata, struct error *err);
 
+/* Pauses (QMP stop) or resumes (cont) a running guest's vCPUs through
+ * vpsd's QMP monitor; memory, disks and network are kept. Refused while an
+ * operation holds the service. A guest already so is answered at once
+ * (done is called before this returns). */
+int guest_pause(struct guests *guests, const char *uuid, bool pause, const char *actor, guest_done_fn done,
+                void *userdata, struct error *err);
+
 /* Frees when no operation is running (the loop has drained). Accepts
  * NULL; returns NULL. */
 struct guests *guests_free(struct guests *guests);

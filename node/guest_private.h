@@ -73,6 +73,7 @@ struct op {
         bool timer_used;
         unsigned waited;  /* seconds waited for an ACPI shutdown */
         bool recovering;  /* started by reconcile, not by a request */
+        bool booted;      /* this op defined and started the domain */
         struct error error; /* the first failure, reported after a rollback */
         void (*then)(struct op *op); /* what follows the libvirt call in flight */
         guest_done_fn done;
@@ -120,4 +121,7 @@ void guest_op_fail(struct op *op, int code, const char *message);
 void guest_op_free(struct op *op);
 
 const char *guest_op_name(enum op_kind kind);
+
+/* Whether the service's vCPUs are paused (QMP STOP without RESUME since). */
+bool guest_paused(struct guests *g, int64_t id);
 int guest_op_kind_parse(const char *name, enum op_kind *ret_kind);

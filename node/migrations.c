@@ -133,9 +133,19 @@ static const char migration_0003[] =
         "ALTER TABLE services ADD COLUMN root_password_hash TEXT;"
         "ALTER TABLE services ADD COLUMN instance_id TEXT;";
 
+static const char migration_0004[] =
+        /* What QEMU's events say about a guest that runs (node/monitor.c):
+         * its vCPUs are paused (STOP until RESUME), its CD tray is open
+         * (DEVICE_TRAY_MOVED), and when it last booted (a start by vpsd,
+         * or a RESET: a reboot from inside). */
+        "ALTER TABLE services ADD COLUMN paused INTEGER NOT NULL DEFAULT 0 CHECK (paused IN (0, 1));"
+        "ALTER TABLE services ADD COLUMN cdrom_tray_open INTEGER NOT NULL DEFAULT 0 CHECK (cdrom_tray_open IN (0, 1));"
+        "ALTER TABLE services ADD COLUMN booted_at INTEGER;";
+
 const struct migration store_migrations[] = {
         { 1, "services, addresses, ssh keys, logs, journal, outbox", migration_0001 },
         { 2, "templates", migration_0002 },
         { 3, "root password hash and instance-id", migration_0003 },
+        { 4, "guest runtime facts from QMP events", migration_0004 },
 };
 const size_t store_migrations_count = ARRAY_SIZE(store_migrations);

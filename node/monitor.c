@@ -78,7 +78,7 @@ static void set_stopped(struct monitor *w, const char *why)
         cleanup_stmt sqlite3_stmt *stmt = NULL;
 
         if (store_prepare(w->m->store,
-                          "UPDATE services SET state = 'stopped', updated_at = ?2 "
+                          "UPDATE services SET state = 'stopped', paused = 0, updated_at = ?2 "
                           "WHERE id = ?1 AND state = 'running' AND busy_operation IS NULL",
                           &stmt, NULL) < 0)
                 return;
@@ -91,18 +91,68 @@ static void set_stopped(struct monitor *w, const char *why)
         logbook_audit(w->m->store, "guest", "stop", w->uuid, "ok", why);
 }
 
+/* A fact about the running guest (paused, tray, boot time), whoever
+ * caused it: true even while an operation holds the service. sql sets one
+ * column from ?2 for the service ?1. */
+static void fact_record(struct monitor *w, const char *sql, int64_t value)
+{
+        cleanup_stmt sqlite3_stmt *stmt = NULL;
+
+        if (store_prepare(w->m->store, sql, &stmt, NULL) < 0)
+                return;
+        sqlite3_bind_int64(stmt, 1, w->service_id);
+        sqlite3_bind_int64(stmt, 2, value);
+        if (sqlite3_step(stmt) != SQLITE_DONE)
+                log_warn("cannot record a guest event", "service=%s", w->uuid);
+}
+
 static void on_event(struct qmp *qmp, const char *name, struct json_object *data, int64_t timestamp_us,
                      void *userdata)
 {
         struct monitor *w = userdata;
+        struct json_object *field = NULL;
         char state[32];
+        bool idle;
 
         (void)qmp;
-        (void)data;
         (void)timestamp_us;
         log_debug("qmp event", "service=%s event=%s", w->uuid, name);
-        if (strcmp(name, "SHUTDOWN") == 0 && service_idle(w->m, w->service_id, state, sizeof(state)))
-                set_stopped(w, "SHUTDOWN");
+        /* What vpsd's own operations cause is theirs to record; an event
+         * with no operation on the service came from inside the guest or
+         * from someone who went around vpsd. */
+        idle = service_idle(w->m, w->service_id, state, sizeof(state));
+        if (strcmp(name, "SHUTDOWN") == 0) {
+                if (idle)
+                        set_stopped(w, "SHUTDOWN");
+        } else if (strcmp(name, "STOP") == 0) {
+                fact_record(w, "UPDATE services SET paused = ?2 WHERE id = ?1", 1);
+        } else if (strcmp(name, "RESUME") == 0) {
+                fact_record(w, "UPDATE services SET paused = ?2 WHERE id = ?1", 0);
+        } else if (strcmp(name, "RESET") == 0) {
+                const char *reason = json_object_object_get_ex(data, "reason", &field) &&
+                                                     json_object_is_type(field, json_type_string)
+                                             ? json_object_get_string(field)
+                                             : "unknown";
+                fact_record(w, "UPDATE services SET booted_at = ?2 WHERE id = ?1", time_now_wall());
+                if (idle) {
+                        log_info("guest rebooted", "service=%s reason=%s", w->uuid, reason);
+                        logbook_activity(w->m->store, w->service_id, "guest", "rebooted");
+                        logbook_audit(w->m->store, "guest", "reboot", w->uuid, "ok", reason);
+                }
+        } else if (strcmp(name, "POWERDOWN") == 0) {
+                if (idle) {
+                        log_info("guest power button pressed", "service=%s", w->uuid);
+                        logbook_audit(w->m->store, "guest", "power button", w->uuid, "ok", "POWERDOWN");
+                }
+        } else if (strcmp(name, "DEVICE_TRAY_MOVED") == 0) {
+                if (!json_object_object_get_ex(data, "tray-open", &field) ||
+                    !json_object_is_type(field, json_type_boolean))
+                        return;
+                fact_record(w, "UPDATE services SET cdrom_tray_open = ?2 WHERE id = ?1",
+                            json_object_get_boolean(field));
+                logbook_audit(w->m->store, "guest", json_object_get_boolean(field) ? "cd tray opened" : "cd tray closed",
+                              w->uuid, "ok", "DEVICE_TRAY_MOVED");
+        }
 }
 
 static void connect_now(struct monitor *w);

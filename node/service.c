@@ -76,7 +76,7 @@ static void add_int(struct json_object *o, const char *key, sqlite3_stmt *stmt, 
 #define SERVICE_COLUMNS                                                                                     \
         "id, uuid, account_id, hostname, state, vcpus, memory_mib, disk_gib, port_speed_mbit, traffic_gib, " \
         "template, mac, paid_until, suspend_reason, busy_operation, busy_step, busy_since, created_at, "    \
-        "updated_at"
+        "updated_at, paused, cdrom_tray_open, booted_at"
 
 /* The summary form: what `service list` shows. */
 static struct json_object *row_summary(sqlite3_stmt *stmt)
@@ -88,6 +88,7 @@ static struct json_object *row_summary(sqlite3_stmt *stmt)
         add_text(o, "hostname", stmt, 3);
         add_text(o, "state", stmt, 4);
         add_int(o, "paid_until", stmt, 12);
+        json_object_object_add(o, "paused", json_object_new_boolean(sqlite3_column_int(stmt, 19)));
         if (sqlite3_column_type(stmt, 14) != SQLITE_NULL) {
                 busy = json_object_new_object();
                 add_text(busy, "operation", stmt, 14);
@@ -204,6 +205,8 @@ int service_show_json(struct store *store, const char *uuid, struct json_object 
         add_text(o, "suspend_reason", stmt, 13);
         add_int(o, "created_at", stmt, 17);
         add_int(o, "updated_at", stmt, 18);
+        json_object_object_add(o, "cdrom_tray_open", json_object_new_boolean(sqlite3_column_int(stmt, 20)));
+        add_int(o, "booted_at", stmt, 21);
 
         r = add_addresses(store, id, o, err);
         if (r < 0)

@@ -43,6 +43,9 @@ static void usage(FILE *out)
                 "                          root password, once\n"
                 "  service start|stop|restart|force-off UUID\n"
                 "                          power: stop is an ACPI shutdown, forced off after stop_timeout\n"
+                "  service pause|resume UUID\n"
+                "                          stop or go on with the guest's vCPUs (QMP); memory, disks and\n"
+                "                          network are kept\n"
                 "  service terminate UUID  destroy the guest and its disk, release its addresses\n"
                 "  service resize UUID KEY=VALUE... [--confirm-disk-shrink]\n"
                 "                          a new plan: vcpus, memory_mib, disk_gib, port_speed_mbit,\n"
@@ -247,7 +250,9 @@ static void print_service(struct json_object *s)
         char t[32], busy[128];
 
         printf("uuid         %s\n", jstr(s, "uuid"));
-        printf("state        %s%s%s\n", jstr(s, "state"), json_object_object_get(s, "suspend_reason") ? ": " : "",
+        printf("state        %s%s%s%s\n", jstr(s, "state"),
+               json_object_get_boolean(json_object_object_get(s, "paused")) ? ", paused" : "",
+               json_object_object_get(s, "suspend_reason") ? ": " : "",
                json_object_object_get(s, "suspend_reason") ? jstr(s, "suspend_reason") : "");
         printf("busy         %s\n", busy_text(busy, sizeof(busy), s));
         printf("account      %s\n", jstr(s, "account_id"));
@@ -269,6 +274,9 @@ static void print_service(struct json_object *s)
                 printf("%-12s %s\n", i == 0 ? "ssh keys" : "",
                        jstr(json_object_array_get_idx(keys, i), "fingerprint"));
         printf("paid until   %s\n", format_time(t, sizeof(t), s, "paid_until"));
+        if (json_object_object_get(s, "booted_at"))
+                printf("booted       %s\n", format_time(t, sizeof(t), s, "booted_at"));
+        printf("cd tray      %s\n", json_object_get_boolean(json_object_object_get(s, "cdrom_tray_open")) ? "open" : "closed");
         printf("created      %s\n", format_time(t, sizeof(t), s, "created_at"));
 }
 
@@ -313,7 +321,13 @@ static void print_resized(struct json_object *r)
         printf("\n");
 }
 
-static void print_service_state(struct json_object *r) { printf("service %s: %s\n", jstr(r, "uuid"), jstr(r, "state")); }
+static void print_service_state(struct json_object *r)
+{
+        struct json_object *paused = json_object_object_get(r, "paused");
+
+        printf("service %s: %s%s\n", jstr(r, "uuid"), jstr(r, "state"),
+               json_object_get_boolean(paused) ? ", paused" : "");
+}
 
 /* Reads a specification: bounded, and a JSON object (vpsd checks the rest). */
 static int read_spec(const char *path, struct json_object **ret, struct error *err)
@@ -335,7 +349,7 @@ static int read_spec(const char *path, struct json_object **ret, struct error *e
         return 0;
 }
 
-/* service provision|start|stop|restart|force-off|terminate: 0, or an exit status. */
+/* service provision|start|stop|restart|force-off|terminate|pause|resume|…: 0, or an exit status. */
 static int service_command(char **args, int nargs, const char *template_name, bool confirm_shrink,
                            const char **method,
                            struct json_object **params, void (**print)(struct json_object *))
@@ -344,7 +358,8 @@ static int service_command(char **args, int nargs, const char *template_name, bo
                 const char *verb, *method;
         } ops[] = { { "start", "service.start" },         { "stop", "service.stop" },
                     { "restart", "service.restart" },     { "force-off", "service.force-off" },
-                    { "terminate", "service.terminate" } };
+                    { "terminate", "service.terminate" }, { "pause", "service.pause" },
+                    { "resume", "service.resume" } };
         struct error err = { 0 };
 
         if (nargs >= 4 && strcmp(args[1], "resize") == 0) {

@@ -48,5 +48,7 @@ void control_service_stop(struct control_call *call, struct json_object *params,
 void control_service_restart(struct control_call *call, struct json_object *params, void *userdata);
 void control_service_force_off(struct control_call *call, struct json_object *params, void *userdata);
 void control_service_terminate(struct control_call *call, struct json_object *params, void *userdata);
+void control_service_pause(struct control_call *call, struct json_object *params, void *userdata);
+void control_service_resume(struct control_call *call, struct json_object *params, void *userdata);
 void control_service_reinstall(struct control_call *call, struct json_object *params, void *userdata);
 void control_service_resize(struct control_call *call, struct json_object *params, void *userdata);

@@ -505,3 +505,97 @@ def test_resize(node):
     with node.db() as db:
         actions = [a for (a,) in db.execute("SELECT action FROM activity_log ORDER BY id")]
     assert actions == ["provisioned", "resized", "restarted", "reinstalled"]
+
+
+def wait_for(predicate, timeout=30, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout} s"
+        time.sleep(0.1)
+
+
+def test_pause_and_resume_through_qmp(node):
+    s = spec()
+    node.provision(s)
+    v, u = node.vpsd, s["uuid"]
+    shown = v.ctl_json("service", "show", u)
+    assert shown["paused"] is False and shown["booted_at"] >= shown["created_at"]
+    # vpsd's monitor connects as QEMU comes up.
+    wait_for(lambda: v.ctl("service", "pause", u, check=False).returncode == 0, 60, "pause")
+    assert domstate(u) == "paused", "libvirt sees the vCPUs stopped too"
+    shown = v.ctl_json("service", "show", u)
+    assert shown["state"] == "running" and shown["paused"] is True
+    assert "paused" in v.ctl("service", "show", u).stdout.splitlines()[1]
+    r = v.ctl("service", "stop", u, check=False)
+    assert r.returncode == 1 and "is paused: resume it first, or force it off" in r.stderr
+    assert v.ctl("service", "resume", u).stdout.strip() == f"service {u}: running"
+    assert domstate(u) == "running" and v.ctl_json("service", "show", u)["paused"] is False
+    with node.db() as db:
+        actions = [a for (a,) in db.execute("SELECT action FROM activity_log ORDER BY id")]
+    assert actions[-2:] == ["paused", "resumed"]
+    assert v.ctl("service", "resume", u).returncode == 0, "a guest that runs is left as it is"
+    with node.db() as db:
+        assert db.execute("SELECT count(*) FROM activity_log").fetchone()[0] == len(actions)
+    r = v.ctl("service", "pause", str(uuid.uuid4()), check=False)
+    assert r.returncode == 1 and "not found" in r.stderr
+
+
+def test_qmp_events_update_the_service(node):
+    """What happens to a guest around vpsd (an operator's virsh, the guest
+    itself) reaches the service through QEMU's events on vpsd's monitor."""
+    s = spec()
+    node.provision(s)
+    v, u = node.vpsd, s["uuid"]
+    dom = f"vpsd-{u}"
+
+    def shown():
+        return v.ctl_json("service", "show", u)
+
+    # vpsd's monitor is connected once a stop through it answers.
+    wait_for(lambda: v.ctl("service", "pause", u, check=False).returncode == 0, 60, "monitor")
+    v.ctl("service", "resume", u)
+    libvirt_env.virsh("suspend", dom)                       # STOP
+    wait_for(lambda: shown()["paused"] is True, what="STOP recorded")
+    libvirt_env.virsh("resume", dom)                        # RESUME
+    wait_for(lambda: shown()["paused"] is False, what="RESUME recorded")
+
+    booted = shown()["booted_at"]
+    time.sleep(1.1)
+    libvirt_env.virsh("reset", dom)                         # RESET
+    wait_for(lambda: shown()["booted_at"] > booted, what="RESET recorded")
+    assert shown()["state"] == "running"
+
+    iso = node.vpsd.root / "media.iso"
+    subprocess.run(["genisoimage", "-quiet", "-o", str(iso), "-V", "MEDIA", "/etc/hostname"], check=True)
+    # Where QEMU's user can read it (the test's own folders are private).
+    public = f"/tmp/vpsd-media-{u}.iso"
+    subprocess.run(["cp", str(iso), public], check=True)
+    os.chmod(public, 0o644)
+    try:
+        libvirt_env.virsh("change-media", dom, "sda", public, "--insert", "--live")  # DEVICE_TRAY_MOVED
+        with node.db() as db:
+            wait_for(lambda: db.execute("SELECT count(*) FROM audit_log WHERE action = 'cd tray closed' "
+                                        "AND target = ?", (u,)).fetchone()[0] >= 1, what="tray events")
+        assert shown()["cdrom_tray_open"] is False
+        # libvirt closes the tray after a change; opening it is QEMU's own verb.
+        libvirt_env.virsh("qemu-monitor-command", dom, json.dumps(
+            {"execute": "blockdev-open-tray", "arguments": {"id": "sata0-0-0"}}))
+        wait_for(lambda: shown()["cdrom_tray_open"] is True, what="tray open recorded")
+    finally:
+        os.unlink(public)
+
+    # The power button (the test guest has no ACPI daemon: it stays on;
+    # a poweroff from inside has its own test above).
+    libvirt_env.virsh("shutdown", "--mode", "acpi", dom)    # POWERDOWN
+    with node.db() as db:
+        wait_for(lambda: db.execute("SELECT count(*) FROM audit_log WHERE action = 'power button' "
+                                    "AND target = ?", (u,)).fetchone()[0] == 1, what="POWERDOWN recorded")
+        audit = [a for (a,) in db.execute("SELECT action || ' ' || detail FROM audit_log WHERE target = ? "
+                                          "ORDER BY id", (u,))]
+        activity = [a for (a,) in db.execute("SELECT action FROM activity_log ORDER BY id")]
+    assert "reboot host-qmp-system-reset" in audit and "cd tray opened DEVICE_TRAY_MOVED" in audit
+    # What the guest did after the reset is its own affair (a firmware or
+    # kernel may reset once more); each reset is told.
+    assert activity[:4] == ["provisioned", "paused", "resumed", "rebooted"], audit
+    assert set(activity[4:]) <= {"rebooted"}, audit
+    assert shown()["state"] == "running" and shown()["paused"] is False
