@@ -142,10 +142,31 @@ static const char migration_0004[] =
         "ALTER TABLE services ADD COLUMN cdrom_tray_open INTEGER NOT NULL DEFAULT 0 CHECK (cdrom_tray_open IN (0, 1));"
         "ALTER TABLE services ADD COLUMN booted_at INTEGER;";
 
+static const char migration_0005[] =
+        /* Traffic (node/traffic.c): the last sample of each guest port's
+         * counters, and what they grew by, in 5-minute, hourly and daily
+         * buckets (`size` in seconds, `start` aligned to it, UTC). in = to
+         * the guest, out = from it. */
+        "CREATE TABLE traffic_counters ("
+        "  service_id INTEGER PRIMARY KEY REFERENCES services (id) ON DELETE CASCADE,"
+        "  in_bytes INTEGER NOT NULL, in_packets INTEGER NOT NULL,"
+        "  out_bytes INTEGER NOT NULL, out_packets INTEGER NOT NULL,"
+        "  sampled_at INTEGER NOT NULL"
+        ");"
+        "CREATE TABLE traffic_buckets ("
+        "  service_id INTEGER NOT NULL REFERENCES services (id) ON DELETE CASCADE,"
+        "  size INTEGER NOT NULL CHECK (size IN (300, 3600, 86400)),"
+        "  start INTEGER NOT NULL,"
+        "  in_bytes INTEGER NOT NULL, in_packets INTEGER NOT NULL,"
+        "  out_bytes INTEGER NOT NULL, out_packets INTEGER NOT NULL,"
+        "  PRIMARY KEY (service_id, size, start)"
+        ") WITHOUT ROWID;";
+
 const struct migration store_migrations[] = {
         { 1, "services, addresses, ssh keys, logs, journal, outbox", migration_0001 },
         { 2, "templates", migration_0002 },
         { 3, "root password hash and instance-id", migration_0003 },
         { 4, "guest runtime facts from QMP events", migration_0004 },
+        { 5, "traffic counters and buckets", migration_0005 },
 };
 const size_t store_migrations_count = ARRAY_SIZE(store_migrations);
