@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The demo behind `make demo` / `make demo-stop`: vpsd on built-in defaults
-# with its state under ./var, libvirtd and virtlogd started if they are not
-# running (and stopped again by `stop` only if the demo started them).
+# The demo behind `make demo` / `make demo-stop`: vpsd with its state under
+# ./var, libvirtd and virtlogd started if they are not running, a bridge for
+# guest ports, the tiny test guest imported as template `tiny`, and one demo
+# service provisioned and running. `stop` turns the demo's guests off, stops
+# vpsd, and removes the bridge and the daemons only if the demo made them.
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,44 +11,119 @@ var="$top/var"
 conf="$var/vpsd.conf"
 pidfile="$var/vpsd.pid"
 libvirt_state="$var/libvirt-started.json"
+bridge=vpsdemo0
+bridge_mark="$var/bridge-created"
+service_file="$var/demo-service.json"
 vpsctl=("$top/build/vpsctl" --socket "$var/run/control.sock")
 python=/usr/bin/python3
 
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
+# The demo's service: made once, then kept in var/ across demo runs.
+demo_spec() {
+        local uuid
+        uuid=$(cat /proc/sys/kernel/random/uuid)
+        cat > "$service_file" <<SPEC
+{
+  "uuid": "$uuid",
+  "account_id": "demo-customer",
+  "hostname": "demo1",
+  "plan": {"vcpus": 1, "memory_mib": 256, "disk_gib": 1, "port_speed_mbit": 100, "traffic_gib": 500},
+  "template": "tiny",
+  "addresses": [{"address": "192.0.2.10", "prefix": 24, "gateway": "192.0.2.1"},
+                {"address": "2001:db8::10", "prefix": 64, "gateway": "2001:db8::1"}],
+  "ssh_keys": []
+}
+SPEC
+}
+
+start_vpsd() {
+        cat > "$conf" <<CONF
+# The demo's configuration: built-in defaults but for where state lives,
+# the guests' bridge, and their run folders (short: unix socket paths).
+state_dir = $var/lib
+control_socket = $var/run/control.sock
+bridge = $bridge
+guest_run_dir = /run/vpsd-demo
+CONF
+        "$python" "$top/tests/lib/libvirt_env.py" start "$libvirt_state"
+        nohup "$top/build/vpsd" -c "$conf" >>"$var/vpsd.log" 2>&1 &
+        echo $! > "$pidfile"
+        for _ in $(seq 1 600); do
+                "${vpsctl[@]}" status >/dev/null 2>&1 && return 0
+                running || { echo "demo: vpsd exited; its log:" >&2; tail -20 "$var/vpsd.log" >&2; exit 1; }
+                sleep 0.1
+        done
+        echo "demo: vpsd did not answer within 60 s; see var/vpsd.log" >&2
+        exit 1
+}
+
+show() {
+        echo
+        echo "\$ vpsctl $*"
+        "${vpsctl[@]}" "$@"
+}
+
 start() {
         mkdir -p "$var"
+        if ! ip link show "$bridge" >/dev/null 2>&1; then
+                ip link add "$bridge" type bridge
+                ip link set "$bridge" up
+                touch "$bridge_mark"
+        fi
+        bash "$top/tests/guest/build-guest.sh" "$top/build/guest"
         if running; then
                 echo "demo: vpsd is already running (pid $(cat "$pidfile"))"
         else
-                cat > "$conf" <<CONF
-# The demo's configuration: built-in defaults but for where state lives.
-state_dir = $var/lib
-control_socket = $var/run/control.sock
-CONF
-                "$python" "$top/tests/lib/libvirt_env.py" start "$libvirt_state"
-                nohup "$top/build/vpsd" -c "$conf" >>"$var/vpsd.log" 2>&1 &
-                echo $! > "$pidfile"
-                for _ in $(seq 1 300); do
-                        "${vpsctl[@]}" status >/dev/null 2>&1 && break
-                        running || { echo "demo: vpsd exited; its log:" >&2; tail -20 "$var/vpsd.log" >&2; exit 1; }
-                        sleep 0.1
-                done
+                start_vpsd
         fi
+        show status
+        if ! "${vpsctl[@]}" --json template list | grep -q '"name": *"tiny"'; then
+                show template import tiny "$top/build/guest/guest.qcow2" --os "vpsd test guest"
+        fi
+        [ -f "$service_file" ] || demo_spec
+        uuid=$(sed -n 's/.*"uuid": *"\([0-9a-f-]*\)".*/\1/p' "$service_file")
+        state=$({ "${vpsctl[@]}" --json service show "$uuid" 2>/dev/null || true; } |
+                sed -n 's/.*"state": *"\([a-z-]*\)".*/\1/p' | head -1)
+        case "$state" in
+        "" | terminated)
+                [ "$state" = terminated ] && { demo_spec; uuid=$(sed -n 's/.*"uuid": *"\([0-9a-f-]*\)".*/\1/p' "$service_file"); }
+                show service provision "$service_file" ;;
+        stopped) show service start "$uuid" ;;
+        esac
+        show service show "$uuid"
         echo
-        echo "\$ vpsctl status"
-        "${vpsctl[@]}" status
+        echo "Waiting for the guest to boot (its serial console, /run/vpsd-demo/$uuid/console.log) ..."
+        for _ in $(seq 1 600); do
+                grep -q VPSD-GUEST-READY "/run/vpsd-demo/$uuid/console.log" 2>/dev/null && break
+                sleep 0.2
+        done
+        grep -a 'VPSD-GUEST-READY\|VPSD-SEED' "/run/vpsd-demo/$uuid/console.log" | tail -4 || true
         cat <<EOT
 
-vpsd runs in the background (log: var/vpsd.log, state: var/lib). Try:
-  build/vpsctl --socket var/run/control.sock status --json
+vpsd runs in the background (log: var/vpsd.log, state: var/lib) with one
+demo service, $uuid. Try:
   build/vpsctl --socket var/run/control.sock service list
+  build/vpsctl --socket var/run/control.sock service pause $uuid
+  build/vpsctl --socket var/run/control.sock service resume $uuid
+  build/vpsctl --socket var/run/control.sock service restart $uuid
+  build/vpsctl --socket var/run/control.sock service resize $uuid memory_mib=512
+  build/vpsctl --socket var/run/control.sock service reinstall $uuid
+  build/vpsctl --socket var/run/control.sock --json service show $uuid
+  build/vpsctl --socket var/run/control.sock service terminate $uuid
+  sqlite3 var/lib/vpsd.db 'SELECT * FROM audit_log'
 Stop it with: make demo-stop
 EOT
 }
 
 stop() {
+        local uuid
         if running; then
+                # Guests keep running when vpsd stops (a restart must not
+                # touch customers); the demo's are turned off.
+                for uuid in $("${vpsctl[@]}" --json service list | sed -n 's/.*"uuid": *"\([0-9a-f-]*\)".*/\1/p'); do
+                        "${vpsctl[@]}" service force-off "$uuid" || true
+                done
                 kill -TERM "$(cat "$pidfile")"
                 for _ in $(seq 1 100); do running || break; sleep 0.1; done
                 echo "demo: vpsd stopped"
@@ -54,6 +131,10 @@ stop() {
                 echo "demo: vpsd was not running"
         fi
         rm -f "$pidfile"
+        if [ -f "$bridge_mark" ]; then
+                ip link del "$bridge" 2>/dev/null || true
+                rm -f "$bridge_mark"
+        fi
         [ -f "$libvirt_state" ] && "$python" "$top/tests/lib/libvirt_env.py" stop "$libvirt_state"
         return 0
 }
