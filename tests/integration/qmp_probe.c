@@ -6,7 +6,8 @@
  *
  *   connected 7.2.22 | reconnected | status running running=true |
  *   stop ok | event STOP | cont ok | event RESUME | events STOP=N RESUME=N |
- *   rtt stop p50_us=… p99_us=… | quit ok | disconnected: <reason>
+ *   rtt stop p50_us=… p99_us=… | samples stop <µs> <µs> … | quit ok |
+ *   disconnected: <reason>
  *
  * Exit status 0 when the whole sequence ran, 1 at the first failure (the
  * line "error: …" says which). Usage: qmp_probe SOCKET [ITERATIONS] */
@@ -99,6 +100,11 @@ static void print_percentiles(const char *name, uint64_t *ns, int n)
         /* Nearest rank. */
         printf("rtt %s n=%d p50_us=%.1f p99_us=%.1f max_us=%.1f\n", name, n, ns[(n * 50 + 99) / 100 - 1] / 1e3,
                ns[(n * 99 + 99) / 100 - 1] / 1e3, ns[n - 1] / 1e3);
+        /* Every sample too, so that a benchmark can pool many guests'. */
+        printf("samples %s", name);
+        for (int i = 0; i < n; i++)
+                printf(" %.1f", ns[i] / 1e3);
+        printf("\n");
 }
 
 static int connect_again(struct probe *p);

@@ -123,7 +123,8 @@ def test_stop_cont_real_qemu(qemu_factory, machine):
 
     # What the client saw, in order (the timings aside).
     timings = [l for l in lines if l.startswith("rtt ")]
-    facts = [l for l in lines if not l.startswith("rtt ")]
+    samples = [l for l in lines if l.startswith("samples ")]
+    facts = [l for l in lines if not l.startswith(("rtt ", "samples "))]
     assert facts[:12] == [
         f"connected {qemu_version()}",
         "status running running=true",
@@ -160,6 +161,8 @@ def test_stop_cont_real_qemu(qemu_factory, machine):
         assert int(fields["n"]) == ITERATIONS
         assert 0 < float(fields["p50_us"]) <= float(fields["p99_us"]) <= float(fields["max_us"])
         print(f"machine={machine} {t}")
+    assert [s.split()[1] for s in samples] == ["stop", "cont", "stop+cont"]
+    assert all(len(s.split()) == 2 + ITERATIONS for s in samples)
 
 
 def test_connect_refused(tmp_path):
