@@ -9,6 +9,7 @@
 #include "node/control_protocol.h"
 #include "node/logbook.h"
 #include "node/service.h"
+#include "node/traffic.h"
 #include "node/template.h"
 #include "node/vpsd.h"
 
@@ -114,6 +115,36 @@ static void method_service_show(struct control_call *call, struct json_object *p
                 return;
         }
         control_call_reply(call, service);
+}
+
+/* service.traffic: {uuid, period?} (day, week, month (default), year). */
+static void method_service_traffic(struct control_call *call, struct json_object *params, void *userdata)
+{
+        static const char *const allowed[] = { "uuid", "period", NULL };
+        struct vpsd *v = userdata;
+        struct json_object *report = NULL, *p = NULL;
+        enum traffic_period period = TRAFFIC_MONTH;
+        struct error err = { 0 };
+        const char *uuid = NULL;
+        int64_t id;
+
+        if (control_params_check(params, allowed, &err) < 0 || param_string(params, "uuid", &uuid, &err) < 0) {
+                fail(call, &err);
+                return;
+        }
+        if (json_object_object_get_ex(params, "period", &p) &&
+            (!json_object_is_type(p, json_type_string) ||
+             traffic_period_parse(json_object_get_string(p), &period) < 0)) {
+                control_call_fail(call, -EINVAL, "parameter `period`: one of day, week, month, year");
+                return;
+        }
+        if (service_id_find(v->store, uuid, &id, &err) < 0 ||
+            traffic_report_json(v->store, id, period, time_now_wall(), &report, &err) < 0) {
+                fail(call, &err);
+                return;
+        }
+        json_object_object_add(report, "uuid", json_object_new_string(uuid));
+        control_call_reply(call, report);
 }
 
 /* --- templates --- */
@@ -266,6 +297,7 @@ const struct control_method vpsd_control_methods[] = {
         { "status", method_status },
         { "service.list", method_service_list },
         { "service.show", method_service_show },
+        { "service.traffic", method_service_traffic },
         { "service.provision", control_service_provision },
         { "service.start", control_service_start },
         { "service.stop", control_service_stop },

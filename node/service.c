@@ -217,3 +217,24 @@ int service_show_json(struct store *store, const char *uuid, struct json_object 
         *ret_service = steal_pointer(&o);
         return 0;
 }
+
+int service_id_find(struct store *store, const char *uuid, int64_t *ret_id, struct error *err)
+{
+        cleanup_stmt sqlite3_stmt *stmt = NULL;
+        int r;
+
+        if (!service_uuid_valid(uuid))
+                return error_set(err, -EINVAL, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)",
+                                 uuid);
+        r = store_prepare(store, "SELECT id FROM services WHERE uuid = ?1", &stmt, err);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(stmt, 1, uuid, -1, SQLITE_STATIC);
+        r = sqlite3_step(stmt);
+        if (r == SQLITE_DONE)
+                return error_set(err, -ENOENT, "service %s: not found", uuid);
+        if (r != SQLITE_ROW)
+                return error_set(err, -EIO, "service %s: %s", uuid, sqlite3_errmsg(store_db(store)));
+        *ret_id = sqlite3_column_int64(stmt, 0);
+        return 0;
+}

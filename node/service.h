@@ -34,5 +34,8 @@ int service_count_by_state(struct store *store, unsigned counts[SERVICE_STATE_CO
 int service_list_json(struct store *store, bool include_terminated, struct json_object **ret_list,
                       struct error *err);
 
+/* The service's row id by UUID, terminated ones too; -ENOENT, -EINVAL. */
+int service_id_find(struct store *store, const char *uuid, int64_t *ret_id, struct error *err);
+
 /* One service in full form; -ENOENT "service UUID: not found". */
 int service_show_json(struct store *store, const char *uuid, struct json_object **ret_service, struct error *err);

@@ -55,6 +55,9 @@ static void usage(FILE *out)
                 "  service reinstall UUID [--template NAME]\n"
                 "                          a new disk from the template (the data is erased), the same\n"
                 "                          keys, a new root password, printed once\n"
+                "  traffic UUID [--period day|week|month|year]\n"
+                "                          the service's traffic in and out: the last 24 hours by hour,\n"
+                "                          7 or 30 days by day (month is the default), 12 months by month\n"
                 "  template import NAME FILE [--os NAME] [--min-disk GIB]\n"
                 "                          copy an image (qcow2 or raw) into the template store, read-only;\n"
                 "                          --os: the OS name shown (default NAME), --min-disk: the smallest\n"
@@ -236,7 +239,9 @@ static void print_service_list(struct json_object *r)
                "BUSY");
         for (size_t i = 0; i < n; i++) {
                 struct json_object *s = json_object_array_get_idx(list, i);
-                printf("%-36s  %-14s  %-24s  %-16s  %-20s  %s\n", jstr(s, "uuid"), jstr(s, "state"),
+                /* A running guest whose vCPUs are stopped shows as paused. */
+                bool paused = json_object_get_boolean(json_object_object_get(s, "paused"));
+                printf("%-36s  %-14s  %-24s  %-16s  %-20s  %s\n", jstr(s, "uuid"), paused ? "paused" : jstr(s, "state"),
                        jstr(s, "hostname"), jstr(s, "account_id"), format_time(paid, sizeof(paid), s, "paid_until"),
                        busy_text(busy, sizeof(busy), s));
         }
@@ -278,6 +283,29 @@ static void print_service(struct json_object *s)
                 printf("booted       %s\n", format_time(t, sizeof(t), s, "booted_at"));
         printf("cd tray      %s\n", json_object_get_boolean(json_object_object_get(s, "cdrom_tray_open")) ? "open" : "closed");
         printf("created      %s\n", format_time(t, sizeof(t), s, "created_at"));
+}
+
+static const char *format_size(char *buf, size_t size, int64_t bytes);
+
+static void print_traffic(struct json_object *r)
+{
+        struct json_object *rows = json_object_object_get(r, "rows"), *total = json_object_object_get(r, "total");
+        bool by_hour = strcmp(jstr(r, "period"), "day") == 0, by_month = strcmp(jstr(r, "period"), "year") == 0;
+        char in[32], out[32], when[32];
+
+        printf("traffic of %s, the last %s (UTC)\n", jstr(r, "uuid"), jstr(r, "period"));
+        printf("%-17s  %12s  %12s\n", by_hour ? "HOUR" : by_month ? "MONTH" : "DAY", "IN", "OUT");
+        for (size_t i = 0; i < json_object_array_length(rows); i++) {
+                struct json_object *row = json_object_array_get_idx(rows, i);
+                time_t t = (time_t)jint(row, "start");
+                struct tm tm;
+                gmtime_r(&t, &tm);
+                strftime(when, sizeof(when), by_hour ? "%Y-%m-%d %H:00" : by_month ? "%Y-%m" : "%Y-%m-%d", &tm);
+                printf("%-17s  %12s  %12s\n", when, format_size(in, sizeof(in), jint(row, "in_bytes")),
+                       format_size(out, sizeof(out), jint(row, "out_bytes")));
+        }
+        printf("%-17s  %12s  %12s\n", "total", format_size(in, sizeof(in), jint(total, "in_bytes")),
+               format_size(out, sizeof(out), jint(total, "out_bytes")));
 }
 
 /* 64 MiB, 1.5 GiB: sizes for people. */
@@ -533,13 +561,14 @@ int main(int argc, char **argv)
                 { "help", no_argument, NULL, 'h' },         { "version", no_argument, NULL, 'V' },
                 { "all", no_argument, NULL, 'a' },          { "os", required_argument, NULL, 'o' },
                 { "min-disk", required_argument, NULL, 'm' }, { "template", required_argument, NULL, 't' },
-                { "confirm-disk-shrink", no_argument, NULL, 'C' }, {},
+                { "confirm-disk-shrink", no_argument, NULL, 'C' }, { "period", required_argument, NULL, 'p' },
+                {},
         };
         const char *socket_path = getenv("VPSD_CONTROL_SOCKET");
         cleanup_json struct json_object *result = NULL;
         struct json_object *params = NULL;
         void (*print)(struct json_object *) = NULL;
-        const char *method = NULL, *os_name = NULL, *min_disk = NULL, *template_name = NULL;
+        const char *method = NULL, *os_name = NULL, *min_disk = NULL, *template_name = NULL, *period = NULL;
         int timeout_ms = REPLY_TIMEOUT_MS;
         struct error err = { 0 };
         bool json = false, all = false, confirm_shrink = false;
@@ -572,6 +601,9 @@ int main(int argc, char **argv)
                         break;
                 case 'C':
                         confirm_shrink = true;
+                        break;
+                case 'p':
+                        period = optarg;
                         break;
                 case 'h':
                         usage(stdout);
@@ -613,12 +645,23 @@ int main(int argc, char **argv)
                         return r;
                 /* A stop may wait stop_timeout (at most an hour) for the guest. */
                 timeout_ms = SERVICE_TIMEOUT_MS;
+        } else if (strcmp(args[0], "traffic") == 0 && nargs == 2) {
+                if (!service_uuid_valid(args[1]))
+                        return die(2, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)", args[1]);
+                method = "service.traffic";
+                print = print_traffic;
+                params = json_object_new_object();
+                json_object_object_add(params, "uuid", json_object_new_string(args[1]));
+                if (period)
+                        json_object_object_add(params, "period", json_object_new_string(period));
         } else if (strcmp(args[0], "template") == 0) {
                 int r = template_command(args, nargs, os_name, min_disk, &method, &params, &print, &timeout_ms);
                 if (r != 0)
                         return r;
         } else
                 return die(2, "unknown command `%s`; try `vpsctl --help`", args[0]);
+        if (period && strcmp(method, "service.traffic") != 0)
+                return die(2, "--period goes with `traffic` only");
         if (all && strcmp(method, "service.list") != 0)
                 return die(2, "--all goes with `service list` only");
         if (confirm_shrink && strcmp(method, "service.resize") != 0)
