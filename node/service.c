@@ -170,6 +170,28 @@ static int add_ssh_keys(struct store *store, int64_t service_id, struct json_obj
         return 0;
 }
 
+/* Steps sql (a query with ?1 = the UUID) to its row: -EINVAL for a
+ * malformed UUID, -ENOENT when no service has it. */
+static int row_by_uuid(struct store *store, const char *sql, const char *uuid, sqlite3_stmt **ret_stmt,
+                       struct error *err)
+{
+        int r;
+
+        if (!service_uuid_valid(uuid))
+                return error_set(err, -EINVAL, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)",
+                                 uuid);
+        r = store_prepare(store, sql, ret_stmt, err);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(*ret_stmt, 1, uuid, -1, SQLITE_STATIC);
+        r = sqlite3_step(*ret_stmt);
+        if (r == SQLITE_DONE)
+                return error_set(err, -ENOENT, "service %s: not found", uuid);
+        if (r != SQLITE_ROW)
+                return error_set(err, -EIO, "service %s: %s", uuid, sqlite3_errmsg(store_db(store)));
+        return 0;
+}
+
 int service_show_json(struct store *store, const char *uuid, struct json_object **ret_service, struct error *err)
 {
         cleanup_stmt sqlite3_stmt *stmt = NULL;
@@ -178,19 +200,9 @@ int service_show_json(struct store *store, const char *uuid, struct json_object 
         int64_t id;
         int r;
 
-        if (!service_uuid_valid(uuid))
-                return error_set(err, -EINVAL, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)",
-                                 uuid);
-        r = store_prepare(store, "SELECT " SERVICE_COLUMNS " FROM services WHERE uuid = ?1", &stmt, err);
+        r = row_by_uuid(store, "SELECT " SERVICE_COLUMNS " FROM services WHERE uuid = ?1", uuid, &stmt, err);
         if (r < 0)
                 return r;
-        sqlite3_bind_text(stmt, 1, uuid, -1, SQLITE_STATIC);
-        r = sqlite3_step(stmt);
-        if (r == SQLITE_DONE)
-                return error_set(err, -ENOENT, "service %s: not found", uuid);
-        if (r != SQLITE_ROW)
-                return error_set(err, -EIO, "service %s: %s", uuid, sqlite3_errmsg(store_db(store)));
-
         id = sqlite3_column_int64(stmt, 0);
         o = row_summary(stmt);
         plan = json_object_new_object();
@@ -221,20 +233,10 @@ int service_show_json(struct store *store, const char *uuid, struct json_object 
 int service_id_find(struct store *store, const char *uuid, int64_t *ret_id, struct error *err)
 {
         cleanup_stmt sqlite3_stmt *stmt = NULL;
-        int r;
+        int r = row_by_uuid(store, "SELECT id FROM services WHERE uuid = ?1", uuid, &stmt, err);
 
-        if (!service_uuid_valid(uuid))
-                return error_set(err, -EINVAL, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)",
-                                 uuid);
-        r = store_prepare(store, "SELECT id FROM services WHERE uuid = ?1", &stmt, err);
         if (r < 0)
                 return r;
-        sqlite3_bind_text(stmt, 1, uuid, -1, SQLITE_STATIC);
-        r = sqlite3_step(stmt);
-        if (r == SQLITE_DONE)
-                return error_set(err, -ENOENT, "service %s: not found", uuid);
-        if (r != SQLITE_ROW)
-                return error_set(err, -EIO, "service %s: %s", uuid, sqlite3_errmsg(store_db(store)));
         *ret_id = sqlite3_column_int64(stmt, 0);
         return 0;
 }
