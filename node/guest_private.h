@@ -24,6 +24,7 @@ struct guests {
         bool kvm;
         unsigned ops_running;
         struct monitors *monitors; /* may be NULL */
+        char owner[33];            /* this vpsd's node id (node_facts), in its domains' metadata */
         char crash_at[64];         /* test hook: "<operation>:<step>", see op_next() */
 };
 

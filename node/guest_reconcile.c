@@ -171,7 +171,7 @@ static int collect_interrupted(struct reconcile *rc, struct error *err)
 
 /* Phase 2: domains against services. */
 static void listed(int status, const char *message, char **names, const enum virt_state *states, size_t n,
-                   void *userdata)
+                   size_t n_foreign, void *userdata)
 {
         struct reconcile *rc = userdata;
         cleanup_stmt sqlite3_stmt *stmt = NULL;
@@ -182,6 +182,9 @@ static void listed(int status, const char *message, char **names, const enum vir
                 reconcile_next(rc);
                 return;
         }
+        if (n_foreign)
+                log_warn("reconcile: domains of another vpsd on this libvirtd are left alone", "count=%zu",
+                         n_foreign);
         for (size_t i = 0; i < n; i++) {
                 struct task t = { 0 };
                 char state[32];
@@ -257,8 +260,8 @@ static void reconcile_next(struct reconcile *rc)
                 return;
         }
         if (!rc->listed) {
-                if (virt_list(rc->g->virt, "vpsd-", listed, rc, &err) < 0)
-                        listed(err.code, err.msg, NULL, NULL, 0, rc);
+                if (virt_list(rc->g->virt, "vpsd-", rc->g->owner, listed, rc, &err) < 0)
+                        listed(err.code, err.msg, NULL, NULL, 0, 0, rc);
                 return;
         }
         {
