@@ -68,13 +68,10 @@ void guest_instance_id_new(char *buf, size_t size)
                  (unsigned long long)time_now_mono_ms());
 }
 
-void guest_paths_init(const struct guests *g, const char *uuid, int64_t service_id, struct guest_paths *p)
+void guest_paths_init(const struct guests *g, const char *uuid, struct guest_paths *p)
 {
         snprintf(p->domain, sizeof(p->domain), "vpsd-%s", uuid);
-        /* 12 hex digits of the UUID fill the 15 a tap name may have: unique
-         * on the host even with several vpsd (tests) beside each other. */
-        snprintf(p->tap, sizeof(p->tap), "vps%.8s%.4s", uuid, uuid + 9);
-        (void)service_id;
+        service_port_name(uuid, p->tap);
         snprintf(p->disk, sizeof(p->disk), "%s/disks/%s.qcow2", g->state_dir, uuid);
         snprintf(p->seed, sizeof(p->seed), "%s/seeds/%s.iso", g->state_dir, uuid);
         snprintf(p->seed_dir, sizeof(p->seed_dir), "%s/seeds/%s.d", g->state_dir, uuid);
@@ -208,7 +205,7 @@ void guest_monitor_watch(struct guests *g, int64_t service_id, const char *uuid)
 
         if (!g->monitors)
                 return;
-        guest_paths_init(g, uuid, service_id, &p);
+        guest_paths_init(g, uuid, &p);
         snprintf(socket, sizeof(socket), "%s/" DOMAIN_QMP_SOCKET, p.run);
         monitor_watch(g->monitors, service_id, uuid, socket);
 }
@@ -311,7 +308,7 @@ struct op *guest_op_new(struct guests *g, enum op_kind kind, int64_t service_id,
         snprintf(op->actor, sizeof(op->actor), "%s", actor);
         op->done = done;
         op->userdata = userdata;
-        guest_paths_init(g, uuid, service_id, &op->paths);
+        guest_paths_init(g, uuid, &op->paths);
         g->ops_running++;
         return op;
 }

@@ -96,7 +96,7 @@ static void run_task(struct reconcile *rc, struct task *t)
 
         if (t->kind == TASK_UNDEFINE) {
                 struct guest_paths p;
-                guest_paths_init(g, t->uuid, 0, &p);
+                guest_paths_init(g, t->uuid, &p);
                 log_warn("reconcile: removing a domain that belongs to no live service", "domain=%s", p.domain);
                 if (virt_submit(g->virt, VIRT_UNDEFINE, p.domain, undefined, rc, &err) < 0)
                         undefined(err.code, VIRT_STATE_ABSENT, err.msg, rc);
@@ -245,7 +245,7 @@ static void sweep(struct guests *g, const char *dir, const char *suffix)
                 if (!service_uuid_valid(uuid) || live_service(g, uuid, &id, state, sizeof(state)))
                         continue;
                 log_warn("reconcile: removing files of no live service", "dir=%s name=%s", dir, de->d_name);
-                guest_paths_init(g, uuid, 0, &p);
+                guest_paths_init(g, uuid, &p);
                 guest_files_remove(&p);
         }
         closedir(d);
