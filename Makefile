@@ -5,7 +5,7 @@ BUILD   := build
 PYTHON  := /usr/bin/python3
 SHELL   := /bin/bash
 
-PKGS := libuv json-c sqlite3 libcrypto libcrypt libvirt
+PKGS := libuv json-c sqlite3 libcrypto libcrypt libvirt libnftnl libmnl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -30,8 +30,9 @@ DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST)
 # Library objects: everything but the programs' main files.
 COMMON_SRC := $(wildcard common/*.c)
 NODE_SRC   := $(filter-out node/main.c node/vpsctl.c,$(wildcard node/*.c))
-LIB_SRC    := $(COMMON_SRC) $(NODE_SRC)
-HEADERS    := $(wildcard common/*.h node/*.h)
+NF_SRC     := $(wildcard netfilter/*.c)
+LIB_SRC    := $(COMMON_SRC) $(NODE_SRC) $(NF_SRC)
+HEADERS    := $(wildcard common/*.h node/*.h netfilter/*.h)
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
