@@ -23,7 +23,7 @@ SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 DEPS_BUILD   := build-essential pkg-config clang libvirt-dev libjson-c-dev libnftnl-dev libmnl-dev \
                 libsqlite3-dev libcrypt-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev libcmocka-dev
 DEPS_RUNTIME := libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils nftables iproute2
-DEPS_TEST    := python3-pytest python3-scapy python3-websockets busybox-static cpio sqlite3 valgrind iperf3 \
+DEPS_TEST    := python3-pytest python3-scapy python3-websockets busybox-static cpio sqlite3 valgrind iperf3 iputils-ping \
                 genisoimage syslinux syslinux-common mtools dosfstools fdisk util-linux
 DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST)
 

@@ -137,6 +137,9 @@ static const struct config_key config_keys[] = {
         { "guest_run_dir", parse_path, FIELD(guest_run_dir), 1, 57, NULL, false },
         { "stop_timeout", parse_uint, FIELD(stop_timeout), 1, 3600, NULL, false },
         { "genisoimage", parse_path, FIELD(genisoimage), 1, 0, NULL, false },
+        { "nft_table", parse_name, FIELD(nft_table), 0, 0, NULL, false },
+        { "traffic_interval", parse_uint, FIELD(traffic_interval), 1, 3600, NULL, false },
+        { "filter_check_interval", parse_uint, FIELD(filter_check_interval), 1, 3600, NULL, false },
 };
 
 void config_init(struct config *cfg)
@@ -158,6 +161,9 @@ void config_init(struct config *cfg)
         str_copy(cfg->guest_run_dir, sizeof(cfg->guest_run_dir), "/run/vpsd/guests");
         cfg->stop_timeout = 120;
         str_copy(cfg->genisoimage, sizeof(cfg->genisoimage), "/usr/bin/genisoimage");
+        str_copy(cfg->nft_table, sizeof(cfg->nft_table), "vpsd");
+        cfg->traffic_interval = 60;
+        cfg->filter_check_interval = 60;
 }
 
 int config_template_dir(const struct config *cfg, char *buf, size_t size)

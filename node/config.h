@@ -39,6 +39,9 @@ struct config {
         char guest_run_dir[PATH_MAX];
         unsigned stop_timeout;       /* seconds for an ACPI shutdown before forced off */
         char genisoimage[PATH_MAX];
+        char nft_table[32];              /* vpsd's nftables table (family bridge) */
+        unsigned traffic_interval;       /* seconds between samples of the guests' counters */
+        unsigned filter_check_interval;  /* seconds between checks that the table is intact */
 };
 
 /* Fills every field with its default. */

@@ -40,11 +40,13 @@ SPEC
 start_vpsd() {
         cat > "$conf" <<CONF
 # The demo's configuration: built-in defaults but for where state lives,
-# the guests' bridge, and their run folders (short: unix socket paths).
+# the guests' bridge, their run folders (short: unix socket paths) and the
+# filter's nftables table.
 state_dir = $var/lib
 control_socket = $var/run/control.sock
 bridge = $bridge
 guest_run_dir = /run/vpsd-demo
+nft_table = vpsdemo
 CONF
         "$python" "$top/tests/lib/libvirt_env.py" start "$libvirt_state"
         nohup "$top/build/vpsd" -c "$conf" >>"$var/vpsd.log" 2>&1 &
@@ -131,6 +133,8 @@ stop() {
                 echo "demo: vpsd was not running"
         fi
         rm -f "$pidfile"
+        # The demo's guests are off: its filter table goes too.
+        nft delete table bridge vpsdemo 2>/dev/null || true
         if [ -f "$bridge_mark" ]; then
                 ip link del "$bridge" 2>/dev/null || true
                 rm -f "$bridge_mark"

@@ -23,6 +23,7 @@
 #include "node/domain.h"
 #include "node/logbook.h"
 #include "node/monitor.h"
+#include "node/network.h"
 #include "node/secret.h"
 #include "node/seed.h"
 #include "node/service.h"
@@ -197,6 +198,22 @@ int guests_new(uv_loop_t *loop, struct store *store, struct virt *virt, const st
 void guests_set_kvm(struct guests *g, bool kvm) { g->kvm = kvm; }
 
 void guests_set_monitors(struct guests *g, struct monitors *monitors) { g->monitors = monitors; }
+
+void guests_set_network(struct guests *g, struct network *network) { g->network = network; }
+
+int guest_network_apply(struct guests *g, int64_t service_id, struct error *err)
+{
+        return g->network ? network_guest_apply(g->network, service_id, err) : 0;
+}
+
+/* The port leaves the filter with its service (its last traffic counted). */
+static void network_remove(struct guests *g, int64_t service_id, const char *uuid)
+{
+        struct error err = { 0 };
+
+        if (g->network && network_guest_remove(g->network, service_id, &err) < 0)
+                log_error("cannot remove a guest port from the filter", "service=%s error=\"%s\"", uuid, err.msg);
+}
 
 void guest_monitor_watch(struct guests *g, int64_t service_id, const char *uuid)
 {
@@ -679,6 +696,7 @@ static void step_release(struct op *op)
         sqlite3 *db = store_db(op->g->store);
         cleanup_stmt sqlite3_stmt *stmt = NULL;
 
+        network_remove(op->g, op->service_id, op->uuid);
         /* The addresses go back to the node's pool; the record stays. */
         if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
             store_prepare(op->g->store,
@@ -870,6 +888,13 @@ static void define_start(struct op *op, virt_done_fn cb)
                 guest_op_fail(op, err.code, err.msg);
                 return;
         }
+        /* The port is filtered as the store says before the guest can
+         * send its first frame: the filter is keyed by the port's name, so
+         * it holds before libvirt creates the tap. */
+        if (guest_network_apply(op->g, op->service_id, &err) < 0) {
+                guest_op_fail(op, err.code, err.msg);
+                return;
+        }
         op->booted = true;
         submit(op, VIRT_DEFINE_START, xml, cb);
 }
@@ -886,6 +911,7 @@ static void provision_rolled_back(int status, enum virt_state state, const char 
                 log_error("provision rollback: cannot remove the domain", "service=%s error=\"%s\"", op->uuid,
                           message);
         guest_files_remove(&op->paths);
+        network_remove(op->g, op->service_id, op->uuid);
         /* The service never existed for the customer: its rows go (the
          * addresses and keys with them), the audit log keeps the story. */
         if (store_prepare(op->g->store, "DELETE FROM services WHERE id = ?1", &stmt, NULL) == 0) {

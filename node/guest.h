@@ -48,6 +48,11 @@ struct monitors;
 /* The QMP monitors to keep of running guests (node/monitor.h). */
 void guests_set_monitors(struct guests *guests, struct monitors *monitors);
 
+struct network;
+/* The guest filter (node/network.h): a port is filtered before its guest
+ * first starts, changed with the plan, and removed with the service. */
+void guests_set_network(struct guests *guests, struct network *network);
+
 /* Whether new domains are of type kvm (else qemu/TCG): the probe's verdict. */
 void guests_set_kvm(struct guests *guests, bool kvm);
 

@@ -24,6 +24,7 @@ struct guests {
         bool kvm;
         unsigned ops_running;
         struct monitors *monitors; /* may be NULL */
+        struct network *network;   /* the guest filter; may be NULL (tests of the lifecycle alone) */
         char owner[33];            /* this vpsd's node id (node_facts), in its domains' metadata */
         char crash_at[64];         /* test hook: "<operation>:<step>", see op_next() */
 };
@@ -122,6 +123,10 @@ void guest_op_fail(struct op *op, int code, const char *message);
 void guest_op_free(struct op *op);
 
 const char *guest_op_name(enum op_kind kind);
+
+/* The service's port in the guest filter as the store has it now; 0
+ * without a filter. */
+int guest_network_apply(struct guests *g, int64_t service_id, struct error *err);
 
 /* Whether the service's vCPUs are paused (QMP STOP without RESUME since). */
 bool guest_paused(struct guests *g, int64_t id);

@@ -322,6 +322,12 @@ int guest_resize(struct guests *g, const char *uuid, const struct spec_plan *pla
                 json_object_put(later);
                 return r;
         }
+        /* Port speed changes now, on the live port. */
+        if (guest_network_apply(g, id, err) < 0) {
+                log_error("resize: cannot apply the port speed now; it applies at the next start",
+                          "service=%s error=\"%s\"", uuid, err->msg);
+                error_clear(err);
+        }
         logbook_audit(g->store, actor, "resize", uuid, "ok", "");
         logbook_activity(g->store, id, actor, "resized");
         result = json_object_new_object();

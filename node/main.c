@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "node/network.h"
 #include "node/notify.h"
 #include "node/vpsd.h"
 
@@ -138,6 +139,10 @@ static void stop(struct vpsd *v)
         v->monitors = monitors_free(v->monitors);
         if (v->guests)
                 guests_set_monitors(v->guests, NULL);
+        /* A last traffic sample; the table stays and keeps filtering. */
+        if (v->guests)
+                guests_set_network(v->guests, NULL);
+        v->network = network_free(v->network);
         /* Imports in flight end with -ECANCELED and remove what they
          * made; the loop runs until they have. */
         template_store_shutdown(v->templates);
@@ -287,6 +292,22 @@ static int start(struct vpsd *v, struct error *err)
                         return r;
                 guests_set_monitors(v->guests, v->monitors);
         }
+        {
+                const struct network_config nc = {
+                        .table = v->cfg.nft_table,
+                        .sample_interval_s = v->cfg.traffic_interval,
+                        .check_interval_s = v->cfg.filter_check_interval,
+                };
+                /* Every port is filtered as the store says before reconcile
+                 * starts a guest: a node that cannot filter runs none. */
+                r = network_new(v->loop, v->store, &nc, &v->network, err);
+                if (r < 0)
+                        return r;
+                r = network_start(v->network, err);
+                if (r < 0)
+                        return r;
+                guests_set_network(v->guests, v->network);
+        }
 
         uv_signal_init(v->loop, &v->sig_term);
         uv_signal_init(v->loop, &v->sig_int);
@@ -408,6 +429,7 @@ int main(int argc, char **argv)
                 uv_run(v.loop, UV_RUN_DEFAULT);
                 template_store_free(v.templates);
                 monitors_free(v.monitors);
+                network_free(v.network);
                 uv_run(v.loop, UV_RUN_DEFAULT);
                 guests_free(v.guests);
                 virt_free(v.virt);

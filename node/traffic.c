@@ -1,6 +1,7 @@
 #include "traffic.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 
@@ -103,10 +104,11 @@ int traffic_record(struct store *store, int64_t service_id, const struct traffic
         sqlite3 *db = store_db(store);
         cleanup_stmt sqlite3_stmt *keep = NULL;
         struct traffic_counters last, d;
+        bool own = sqlite3_get_autocommit(db); /* else the caller's transaction holds this */
 
         if (at < 0)
                 return error_set(err, -EINVAL, "traffic: a sample before 1970");
-        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        if (own && sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
                 return fail(store, err, "begin");
         if (last_sample(store, service_id, &last, NULL) < 0)
                 return fail(store, err, "last sample");
@@ -124,7 +126,7 @@ int traffic_record(struct store *store, int64_t service_id, const struct traffic
         sqlite3_bind_int64(keep, 6, at);
         if (sqlite3_step(keep) != SQLITE_DONE)
                 return fail(store, err, "keep the sample");
-        if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        if (own && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
                 return fail(store, err, "commit");
         return 0;
 }

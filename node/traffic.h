@@ -20,7 +20,8 @@ struct traffic_counters {
 
 /* Adds what the counters grew by since this service's last sample into
  * its buckets for time `at`, and keeps them as the new last sample. One
- * transaction: a crash never counts a sample twice. */
+ * transaction (its own, or the caller's when one is open): a crash never
+ * counts a sample twice. */
 int traffic_record(struct store *store, int64_t service_id, const struct traffic_counters *now, int64_t at,
                    struct error *err);
 

@@ -24,6 +24,7 @@ struct vpsd {
         struct virt *virt;
         struct guests *guests;
         struct monitors *monitors;
+        struct network *network;
         struct control *control;
         struct hvprobe *probe;
         struct hvprobe_result hypervisor;

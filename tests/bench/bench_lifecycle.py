@@ -56,7 +56,8 @@ def main():
     sock = root / "control.sock"
     conf = root / "vpsd.conf"
     conf.write_text(f"state_dir = {root}/state\ncontrol_socket = {sock}\nbridge = {bridge}\n"
-                    f"guest_run_dir = {root}/guests\nhypervisor = tcg\nkvm_device = {root}/none\n")
+                    f"guest_run_dir = {root}/guests\nhypervisor = tcg\nkvm_device = {root}/none\n"
+                    f"nft_table = vpsdbench{os.getpid()}\n")
     log = open(root / "vpsd.log", "wb")
     vpsd = subprocess.Popen([str(BUILD / "vpsd"), "-c", str(conf)], stdout=log, stderr=log)
     ctl = [str(BUILD / "vpsctl"), "--socket", str(sock)]
@@ -113,7 +114,14 @@ def main():
 
         peer_times = timed(create, peer)
 
-        # QMP stop/cont round trips across the 20 guests, with vpsd's client.
+        # QMP stop/cont round trips across the 20 guests once they have
+        # booted (a booting TCG guest starves QEMU's monitor thread), with
+        # vpsd's client.
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and not all(
+                "VPSD-GUEST-READY" in (q.parent / "console.log").read_text(errors="replace")
+                for _, _, q in peer if (q.parent / "console.log").exists()):
+            time.sleep(1)
         rtts = {"stop": [], "cont": []}
         for name, _, qmp in peer:
             out = subprocess.run([str(BUILD / "tests/qmp_probe"), str(qmp), "50"], capture_output=True, text=True,
@@ -128,6 +136,7 @@ def main():
         vpsd.send_signal(signal.SIGTERM)
         vpsd.wait(60)
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        subprocess.run(["nft", "delete", "table", "bridge", f"vpsdbench{os.getpid()}"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
         handle.stop()
 

@@ -44,8 +44,12 @@ def pytest_runtest_makereport(item, call):
         report.longrepr = f"skipped in CI, which is a failure: {report.longrepr}"
 
 
+_tables = iter(range(1, 1 << 30))
+
+
 class Vpsd:
-    """One vpsd process on its own state dir and control socket."""
+    """One vpsd process on its own state dir, control socket and nftables
+    table (so that vpsds of parallel tests never rebuild each other's)."""
 
     def __init__(self, root: Path):
         self.root = root
@@ -59,6 +63,7 @@ class Vpsd:
             "control_socket": str(self.socket),
             # No KVM probe boot in ordinary tests: they are not about it.
             "kvm_device": str(root / "no-kvm"),
+            "nft_table": f"vpsdt{os.getpid()}x{next(_tables)}",
         }
 
     def write_config(self, **settings):
@@ -140,6 +145,11 @@ class Vpsd:
             self.proc.kill()
             self.proc.wait()
 
+    def drop_table(self):
+        """vpsd leaves its table when it stops (running guests stay
+        filtered); a test's table goes with the test."""
+        subprocess.run(["nft", "delete", "table", "bridge", self.settings["nft_table"]], capture_output=True)
+
 
 @pytest.fixture
 def vpsd_factory():
@@ -162,6 +172,7 @@ def vpsd_factory():
     yield make
     for v in made:
         v.kill()
+        v.drop_table()
         if v.proc is not None:
             v.log.close()
     shutil.rmtree(base, ignore_errors=True)
