@@ -31,7 +31,12 @@ DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST)
 COMMON_SRC := $(wildcard common/*.c)
 NODE_SRC   := $(filter-out node/main.c node/vpsctl.c,$(wildcard node/*.c))
 LIB_SRC    := $(COMMON_SRC) $(NODE_SRC)
-HEADERS    := $(wildcard common/*.h node/*.h)
+HEADERS    := $(wildcard common/*.h node/*.h console/*.h)
+# vpsd-edge: console/ and common/ only, never node/ (no SQLite, no libvirt).
+EDGE_SRC   := $(wildcard console/*.c)
+EDGE_PKGS  := libuv libwebsockets libcrypto
+EDGE_CFLAGS := $(shell pkg-config --cflags $(EDGE_PKGS) 2>/dev/null)
+EDGE_LIBS  := $(shell pkg-config --libs $(EDGE_PKGS) 2>/dev/null)
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
@@ -39,7 +44,7 @@ ASAN_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/asan/%,$(UNIT_SRC))
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
-PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/tests/hvprobe_boot $(BUILD)/tests/virt_domain $(BUILD)/tests/qmp_probe
+PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/vpsd-edge $(BUILD)/tests/hvprobe_boot $(BUILD)/tests/virt_domain $(BUILD)/tests/qmp_probe
 
 # `make V=1` shows whole command lines.
 Q := $(if $(V),,@)
@@ -94,6 +99,19 @@ $(BUILD)/libvpsd-asan.a: $(ASAN_OBJ)
 $(BUILD)/vpsd: $(BUILD)/obj/node/main.o $(BUILD)/libvpsd.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC))
+EDGE_OBJ   := $(patsubst %.c,$(BUILD)/obj/%.o,$(EDGE_SRC))
+
+$(BUILD)/obj/console/%.o: CFLAGS += $(EDGE_CFLAGS)
+
+$(BUILD)/libcommon.a: $(COMMON_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(BUILD)/vpsd-edge: $(EDGE_OBJ) $(BUILD)/libcommon.a
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(EDGE_LIBS)
 
 $(BUILD)/vpsctl: $(BUILD)/obj/node/vpsctl.o $(BUILD)/libvpsd.a
 	@$(if $(Q),echo "  LINK    $@")
