@@ -1,4 +1,5 @@
 # vpsd — build, test and demo. `make help` lists the targets.
+.DEFAULT_GOAL := all
 
 VERSION := 0.1.0
 BUILD   := build
@@ -21,9 +22,9 @@ SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 
 # Debian packages: build, runtime, test. `make deps` installs what is missing.
 DEPS_BUILD   := build-essential pkg-config clang libvirt-dev libjson-c-dev libnftnl-dev libmnl-dev \
-                libsqlite3-dev libcrypt-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev libcmocka-dev
-DEPS_RUNTIME := libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils nftables iproute2
-DEPS_TEST    := python3-pytest python3-scapy python3-websockets busybox-static cpio sqlite3 valgrind \
+                libsqlite3-dev libcrypt-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev libcmocka-dev npm
+DEPS_RUNTIME := libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils nftables iproute2 novnc passwd
+DEPS_TEST    := python3-pytest python3-scapy python3-websockets python3-cryptography chromium websockify busybox-static cpio sqlite3 valgrind \
                 genisoimage syslinux syslinux-common mtools dosfstools fdisk util-linux
 DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST)
 
@@ -44,7 +45,23 @@ ASAN_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/asan/%,$(UNIT_SRC))
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
-PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/vpsd-edge $(BUILD)/tests/hvprobe_boot $(BUILD)/tests/virt_domain $(BUILD)/tests/qmp_probe
+PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/vpsd-edge $(BUILD)/web/.built $(BUILD)/tests/hvprobe_boot $(BUILD)/tests/virt_domain $(BUILD)/tests/qmp_probe
+
+# The console's pages (console/web) with noVNC from Debian's `novnc` and
+# xterm.js from npm (Debian's node-xterm has no browser build), pinned.
+XTERM_VERSION := 5.5.0
+NOVNC_DIR     := /usr/share/novnc
+$(BUILD)/npm/node_modules/@xterm/xterm/lib/xterm.js:
+	@mkdir -p $(BUILD)/npm
+	$(Q)npm install --silent --no-audit --no-fund --prefix $(BUILD)/npm @xterm/xterm@$(XTERM_VERSION)
+
+$(BUILD)/web/.built: $(wildcard console/web/*) $(BUILD)/npm/node_modules/@xterm/xterm/lib/xterm.js
+	@$(if $(Q),echo "  WEB     $(BUILD)/web")
+	$(Q)rm -rf $(BUILD)/web && mkdir -p $(BUILD)/web/novnc $(BUILD)/web/xterm
+	$(Q)cp console/web/* $(BUILD)/web/
+	$(Q)cp -rL $(NOVNC_DIR)/core $(NOVNC_DIR)/vendor $(BUILD)/web/novnc/
+	$(Q)cp $(BUILD)/npm/node_modules/@xterm/xterm/lib/xterm.js $(BUILD)/npm/node_modules/@xterm/xterm/css/xterm.css $(BUILD)/web/xterm/
+	$(Q)chmod -R a+rX $(BUILD)/web && touch $@
 
 # `make V=1` shows whole command lines.
 Q := $(if $(V),,@)

@@ -165,6 +165,12 @@ void guests_set_kvm(struct guests *g, bool kvm) { g->kvm = kvm; }
 
 void guests_set_monitors(struct guests *g, struct monitors *monitors) { g->monitors = monitors; }
 
+void guests_set_lock_hook(struct guests *g, guest_lock_hook_fn fn, void *userdata)
+{
+        g->lock_hook = fn;
+        g->lock_hook_data = userdata;
+}
+
 void guest_monitor_watch(struct guests *g, int64_t service_id, const char *uuid)
 {
         struct guest_paths p;
@@ -219,6 +225,8 @@ int guest_lock_take(struct guests *g, int64_t id, const char *uuid, const char *
                 }
                 return error_set(err, -EBUSY, "busy: %s", holder);
         }
+        if (g->lock_hook)
+                g->lock_hook(uuid, operation, g->lock_hook_data);
         return 0;
 }
 

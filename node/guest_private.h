@@ -24,6 +24,8 @@ struct guests {
         bool kvm;
         unsigned ops_running;
         struct monitors *monitors; /* may be NULL */
+        guest_lock_hook_fn lock_hook; /* may be NULL */
+        void *lock_hook_data;
         char crash_at[64];         /* test hook: "<operation>:<step>", see op_next() */
 };
 
