@@ -88,29 +88,18 @@ int edge_ws_close(struct lws *wsi, int code)
         return -1;
 }
 
-static int add_headers(struct lws *wsi, void *in)
-{
-        struct lws_process_html_args *args = in;
-        static const struct {
-                const char *name, *value;
-        } headers[] = {
-                /* The pages load only their own scripts and talk only to
-                 * this server; nobody may frame them. */
-                { "content-security-policy:", "default-src 'self'; img-src 'self' data:; style-src 'self' "
-                                              "'unsafe-inline'; connect-src 'self' wss:; frame-ancestors 'none'" },
-                { "x-content-type-options:", "nosniff" },
-                { "referrer-policy:", "no-referrer" },
-                { "cache-control:", "no-store" },
-        };
-
-        for (size_t i = 0; i < ARRAY_SIZE(headers); i++)
-                if (lws_add_http_header_by_name(wsi, (const unsigned char *)headers[i].name,
-                                                (const unsigned char *)headers[i].value,
-                                                (int)strlen(headers[i].value), (unsigned char **)&args->p,
-                                                (unsigned char *)args->p + args->max_len))
-                        return 1;
-        return 0;
-}
+/* Sent with every page and script: they load only their own scripts and
+ * talk only to this server; nobody may frame them. */
+static const struct lws_protocol_vhost_options header_no_store = { NULL, NULL, "cache-control:", "no-store" };
+static const struct lws_protocol_vhost_options header_referrer = { &header_no_store, NULL, "referrer-policy:",
+                                                                   "no-referrer" };
+static const struct lws_protocol_vhost_options header_nosniff = { &header_referrer, NULL,
+                                                                  "x-content-type-options:", "nosniff" };
+static const struct lws_protocol_vhost_options headers = {
+        &header_nosniff, NULL, "content-security-policy:",
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self' wss:; "
+        "frame-ancestors 'none'"
+};
 
 static int callback_console(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
@@ -120,8 +109,6 @@ static int callback_console(struct lws *wsi, enum lws_callback_reasons reason, v
         switch (reason) {
         case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
                 return !path_acceptable(in);
-        case LWS_CALLBACK_ADD_HEADERS:
-                return add_headers(wsi, in);
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
                 if (!origin_allowed(wsi)) {
                         lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_ORIGIN);
@@ -193,6 +180,7 @@ int edge_server_start(struct edge *edge, struct error *err)
         info.iface = edge->config.listen_address;
         info.protocols = protocols;
         info.mounts = &mount;
+        info.headers = &headers;
         info.ssl_cert_filepath = edge->config.cert;
         info.ssl_private_key_filepath = edge->config.key;
         /* HTTP/1.1 only: websockets over h2 are a second code path for
