@@ -6,7 +6,7 @@ BUILD   := build
 PYTHON  := /usr/bin/python3
 SHELL   := /bin/bash
 
-PKGS := libuv json-c sqlite3 libcrypto libcrypt libvirt
+PKGS := libuv json-c sqlite3 libcrypto libcrypt libvirt libnftnl libmnl
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -24,15 +24,16 @@ SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 DEPS_BUILD   := build-essential pkg-config clang libvirt-dev libjson-c-dev libnftnl-dev libmnl-dev \
                 libsqlite3-dev libcrypt-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev libcmocka-dev npm
 DEPS_RUNTIME := libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils nftables iproute2 novnc passwd
-DEPS_TEST    := python3-pytest python3-scapy python3-websockets python3-cryptography chromium websockify busybox-static cpio sqlite3 valgrind \
+DEPS_TEST    := python3-pytest python3-scapy python3-websockets python3-cryptography chromium websockify busybox-static cpio sqlite3 valgrind iperf3 \
                 genisoimage syslinux syslinux-common mtools dosfstools fdisk util-linux
 DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST)
 
 # Library objects: everything but the programs' main files.
 COMMON_SRC := $(wildcard common/*.c)
 NODE_SRC   := $(filter-out node/main.c node/vpsctl.c,$(wildcard node/*.c))
-LIB_SRC    := $(COMMON_SRC) $(NODE_SRC)
-HEADERS    := $(wildcard common/*.h node/*.h console/*.h)
+NF_SRC     := $(wildcard netfilter/*.c)
+LIB_SRC    := $(COMMON_SRC) $(NODE_SRC) $(NF_SRC)
+HEADERS    := $(wildcard common/*.h node/*.h netfilter/*.h console/*.h)
 # vpsd-edge: console/ and common/ only, never node/ (no SQLite, no libvirt).
 EDGE_SRC   := $(wildcard console/*.c)
 EDGE_PKGS  := libuv libwebsockets libcrypto
@@ -45,7 +46,8 @@ ASAN_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/asan/%,$(UNIT_SRC))
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
-PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/vpsd-edge $(BUILD)/web/.built $(BUILD)/tests/hvprobe_boot $(BUILD)/tests/virt_domain $(BUILD)/tests/qmp_probe
+PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/vpsd-edge $(BUILD)/web/.built $(BUILD)/tests/hvprobe_boot $(BUILD)/tests/virt_domain $(BUILD)/tests/qmp_probe \
+            $(BUILD)/tests/nf_driver
 
 # The console's pages (console/web) with noVNC from Debian's `novnc` and
 # xterm.js from npm (Debian's node-xterm has no browser build), pinned.

@@ -1,6 +1,8 @@
 #include "util.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <inttypes.h>
 #include <time.h>
@@ -15,6 +17,25 @@ int str_copy(char *dst, size_t size, const char *src)
                 return -ENAMETOOLONG;
         }
         memcpy(dst, src, n + 1);
+        return 0;
+}
+
+int array_reserve(void *items_p, size_t *cap, size_t n, size_t size)
+{
+        void **items = items_p;
+        size_t grown_cap;
+        void *grown;
+
+        if (n < *cap)
+                return 0;
+        grown_cap = *cap ? *cap * 2 : 16;
+        if (grown_cap > SIZE_MAX / size)
+                return -ENOMEM;
+        grown = realloc(*items, grown_cap * size);
+        if (!grown)
+                return -ENOMEM;
+        *items = grown;
+        *cap = grown_cap;
         return 0;
 }
 

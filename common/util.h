@@ -35,6 +35,11 @@ static inline void fclosep(FILE **f)
  * leaves dst empty) when src does not fit, so a truncated path is never used. */
 int str_copy(char *dst, size_t size, const char *src);
 
+/* Makes room for one more item in the malloc'd array *items_p (*cap items
+ * of size bytes, n in use), doubling it when full. -ENOMEM leaves it as it
+ * was. items_p is the address of the array pointer (any item type). */
+int array_reserve(void *items_p, size_t *cap, size_t n, size_t size);
+
 /* Seconds since the epoch (wall clock) and a monotonic clock in ms. */
 int64_t time_now_wall(void);
 uint64_t time_now_mono_ms(void);

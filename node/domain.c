@@ -81,6 +81,8 @@ int domain_xml(const struct domain_params *p, char **ret_xml, struct error *err)
         for (size_t i = 0; i < ARRAY_SIZE(required); i++)
                 if (!required[i] || !required[i][0])
                         return error_set(err, -EINVAL, "domain XML: parameter %zu is missing", i);
+        if (p->owner && strspn(p->owner, "0123456789abcdef") != strlen(p->owner))
+                return error_set(err, -EINVAL, "domain XML: owner `%.64s` is not lower-case hex", p->owner);
         if (p->vcpus == 0 || p->memory_mib == 0)
                 return error_set(err, -EINVAL, "domain XML: no vCPU or no memory");
         r = check_socket_paths(p, err);
@@ -93,6 +95,12 @@ int domain_xml(const struct domain_params *p, char **ret_xml, struct error *err)
         put(f, "<domain type='%s' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n",
             p->kvm ? "kvm" : "qemu");
         put(f, "  <name>%s</name>\n  <uuid>%s</uuid>\n", p->name, p->uuid);
+        /* Whose domain this is: two vpsds on one libvirtd (tests, a demo
+         * beside a node) each touch only their own. */
+        if (p->owner && p->owner[0])
+                put(f, "  <metadata>\n    <vpsd:owner xmlns:vpsd='" DOMAIN_METADATA_URI "'>%s</vpsd:owner>\n"
+                       "  </metadata>\n",
+                    p->owner);
         put(f, "  <memory unit='MiB'>%u</memory>\n  <currentMemory unit='MiB'>%u</currentMemory>\n", p->memory_mib,
             p->memory_mib);
         put(f, "  <vcpu placement='static'>%u</vcpu>\n", p->vcpus);

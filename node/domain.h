@@ -18,7 +18,12 @@ struct domain_params {
         const char *bridge;
         const char *tap;       /* the tap's name on the bridge */
         const char *run_dir;   /* holds vnc.sock, serial.sock, qmp.sock and console.log */
+        const char *owner;     /* the vpsd instance's id, kept in the domain's metadata; may be NULL */
 };
+
+/* The namespace of vpsd's element in a domain's <metadata>: <vpsd:owner>
+ * names the vpsd instance (its state dir's node id) that made the domain. */
+#define DOMAIN_METADATA_URI "https://vpsd.dev/xmlns/domain/1"
 
 /* The socket paths and console log in run_dir, as the XML names them. */
 #define DOMAIN_VNC_SOCKET "vnc.sock"

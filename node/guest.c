@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -67,13 +68,10 @@ void guest_instance_id_new(char *buf, size_t size)
                  (unsigned long long)time_now_mono_ms());
 }
 
-void guest_paths_init(const struct guests *g, const char *uuid, int64_t service_id, struct guest_paths *p)
+void guest_paths_init(const struct guests *g, const char *uuid, struct guest_paths *p)
 {
         snprintf(p->domain, sizeof(p->domain), "vpsd-%s", uuid);
-        /* 12 hex digits of the UUID fill the 15 a tap name may have: unique
-         * on the host even with several vpsd (tests) beside each other. */
-        snprintf(p->tap, sizeof(p->tap), "vps%.8s%.4s", uuid, uuid + 9);
-        (void)service_id;
+        service_port_name(uuid, p->tap);
         snprintf(p->disk, sizeof(p->disk), "%s/disks/%s.qcow2", g->state_dir, uuid);
         snprintf(p->seed, sizeof(p->seed), "%s/seeds/%s.iso", g->state_dir, uuid);
         snprintf(p->seed_dir, sizeof(p->seed_dir), "%s/seeds/%s.d", g->state_dir, uuid);
@@ -108,12 +106,42 @@ void guest_files_remove(const struct guest_paths *p)
 
 /* --- the engine --- */
 
+/* This state dir's node id: made once, kept in node_facts. Its domains
+ * carry it, so that reconcile touches only what this vpsd made. */
+static int owner_load(struct guests *g, struct error *err)
+{
+        cleanup_stmt sqlite3_stmt *get = NULL, *put = NULL;
+        unsigned char raw[16];
+        int r;
+
+        r = store_prepare(g->store, "SELECT value FROM node_facts WHERE key = 'node_id'", &get, err);
+        if (r < 0)
+                return r;
+        if (sqlite3_step(get) == SQLITE_ROW && sqlite3_column_bytes(get, 0) == 32)
+                return str_copy(g->owner, sizeof(g->owner), (const char *)sqlite3_column_text(get, 0));
+        if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+                return error_set_errno(err, -errno, "node id: getrandom");
+        for (size_t i = 0; i < sizeof(raw); i++)
+                snprintf(g->owner + 2 * i, 3, "%02x", raw[i]);
+        r = store_prepare(g->store,
+                          "INSERT OR REPLACE INTO node_facts (key, value, updated_at) VALUES ('node_id', ?1, ?2)",
+                          &put, err);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(put, 1, g->owner, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(put, 2, time_now_wall());
+        if (sqlite3_step(put) != SQLITE_DONE)
+                return error_set(err, -EIO, "node id: %s", sqlite3_errmsg(store_db(g->store)));
+        return 0;
+}
+
 int guests_new(uv_loop_t *loop, struct store *store, struct virt *virt, const struct guests_config *config,
                struct guests **ret_guests, struct error *err)
 {
         struct guests *g = calloc(1, sizeof(*g));
         const char *dirs[] = { "disks", "seeds" };
         struct passwd *pw;
+        int r;
 
         if (!g)
                 return error_set(err, -ENOMEM, "out of memory");
@@ -132,6 +160,11 @@ int guests_new(uv_loop_t *loop, struct store *store, struct virt *virt, const st
         }
         /* QEMU runs as libvirt's QEMU user; without one (a node set up
          * for tests), it runs as root. */
+        r = owner_load(g, err);
+        if (r < 0) {
+                free(g);
+                return r;
+        }
         pw = getpwnam("libvirt-qemu");
         g->qemu_uid = pw ? pw->pw_uid : 0;
         g->qemu_gid = pw ? pw->pw_gid : 0;
@@ -140,20 +173,20 @@ int guests_new(uv_loop_t *loop, struct store *store, struct virt *virt, const st
                 snprintf(path, sizeof(path), "%s/%s", g->state_dir, dirs[i]);
                 /* QEMU's user must reach the files below, not list them. */
                 if ((mkdir(path, 0711) < 0 && errno != EEXIST) || chmod(path, 0711) < 0) {
-                        int r = error_set_errno(err, -errno, "create `%s`", path);
+                        r = error_set_errno(err, -errno, "create `%s`", path);
                         free(g);
                         return r;
                 }
         }
         if ((mkdir(g->run_dir, 0711) < 0 && errno != EEXIST) || chmod(g->run_dir, 0711) < 0) {
-                int r = error_set_errno(err, -errno, "create `%s`", g->run_dir);
+                r = error_set_errno(err, -errno, "create `%s`", g->run_dir);
                 free(g);
                 return r;
         }
         /* Templates live in the state dir too: its own 0700 would hide them
          * from QEMU's user. Reaching (not listing) is all it takes. */
         if (chmod(g->state_dir, 0711) < 0) {
-                int r = error_set_errno(err, -errno, "chmod `%s`", g->state_dir);
+                r = error_set_errno(err, -errno, "chmod `%s`", g->state_dir);
                 free(g);
                 return r;
         }
@@ -178,7 +211,7 @@ void guest_monitor_watch(struct guests *g, int64_t service_id, const char *uuid)
 
         if (!g->monitors)
                 return;
-        guest_paths_init(g, uuid, service_id, &p);
+        guest_paths_init(g, uuid, &p);
         snprintf(socket, sizeof(socket), "%s/" DOMAIN_QMP_SOCKET, p.run);
         monitor_watch(g->monitors, service_id, uuid, socket);
 }
@@ -283,7 +316,7 @@ struct op *guest_op_new(struct guests *g, enum op_kind kind, int64_t service_id,
         snprintf(op->actor, sizeof(op->actor), "%s", actor);
         op->done = done;
         op->userdata = userdata;
-        guest_paths_init(g, uuid, service_id, &op->paths);
+        guest_paths_init(g, uuid, &op->paths);
         g->ops_running++;
         return op;
 }
@@ -825,6 +858,7 @@ static int build_xml(struct op *op, char **ret_xml, struct error *err)
                 .bridge = op->g->bridge,
                 .tap = op->paths.tap,
                 .run_dir = op->paths.run,
+                .owner = op->g->owner,
         };
 
         /* QEMU creates the guest's sockets here, as its own user. */

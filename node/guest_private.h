@@ -26,6 +26,7 @@ struct guests {
         struct monitors *monitors; /* may be NULL */
         guest_lock_hook_fn lock_hook; /* may be NULL */
         void *lock_hook_data;
+        char owner[33];            /* this vpsd's node id (node_facts), in its domains' metadata */
         char crash_at[64];         /* test hook: "<operation>:<step>", see op_next() */
 };
 
@@ -44,7 +45,7 @@ struct guest_paths {
  * afresh (keys, password, network) when it changes. */
 void guest_instance_id_new(char *buf, size_t size);
 
-void guest_paths_init(const struct guests *g, const char *uuid, int64_t service_id, struct guest_paths *ret);
+void guest_paths_init(const struct guests *g, const char *uuid, struct guest_paths *ret);
 
 /* Removes disk, seed (and its files) and run folder; absent is fine. */
 void guest_files_remove(const struct guest_paths *paths);

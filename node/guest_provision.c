@@ -171,7 +171,7 @@ int guest_provision(struct guests *g, struct service_spec *spec, const char *act
                 goto refuse;
         }
         op->service_id = id;
-        guest_paths_init(g, spec->uuid, id, &op->paths);
+        guest_paths_init(g, spec->uuid, &op->paths);
         str_copy(op->template_path, sizeof(op->template_path), tpl.path);
         str_copy(op->template_format, sizeof(op->template_format), tpl.format);
         str_copy(op->instance_id, sizeof(op->instance_id), instance_id);

@@ -96,7 +96,7 @@ static void run_task(struct reconcile *rc, struct task *t)
 
         if (t->kind == TASK_UNDEFINE) {
                 struct guest_paths p;
-                guest_paths_init(g, t->uuid, 0, &p);
+                guest_paths_init(g, t->uuid, &p);
                 log_warn("reconcile: removing a domain that belongs to no live service", "domain=%s", p.domain);
                 if (virt_submit(g->virt, VIRT_UNDEFINE, p.domain, undefined, rc, &err) < 0)
                         undefined(err.code, VIRT_STATE_ABSENT, err.msg, rc);
@@ -171,7 +171,7 @@ static int collect_interrupted(struct reconcile *rc, struct error *err)
 
 /* Phase 2: domains against services. */
 static void listed(int status, const char *message, char **names, const enum virt_state *states, size_t n,
-                   void *userdata)
+                   size_t n_foreign, void *userdata)
 {
         struct reconcile *rc = userdata;
         cleanup_stmt sqlite3_stmt *stmt = NULL;
@@ -182,6 +182,9 @@ static void listed(int status, const char *message, char **names, const enum vir
                 reconcile_next(rc);
                 return;
         }
+        if (n_foreign)
+                log_warn("reconcile: domains of another vpsd on this libvirtd are left alone", "count=%zu",
+                         n_foreign);
         for (size_t i = 0; i < n; i++) {
                 struct task t = { 0 };
                 char state[32];
@@ -242,7 +245,7 @@ static void sweep(struct guests *g, const char *dir, const char *suffix)
                 if (!service_uuid_valid(uuid) || live_service(g, uuid, &id, state, sizeof(state)))
                         continue;
                 log_warn("reconcile: removing files of no live service", "dir=%s name=%s", dir, de->d_name);
-                guest_paths_init(g, uuid, 0, &p);
+                guest_paths_init(g, uuid, &p);
                 guest_files_remove(&p);
         }
         closedir(d);
@@ -257,8 +260,8 @@ static void reconcile_next(struct reconcile *rc)
                 return;
         }
         if (!rc->listed) {
-                if (virt_list(rc->g->virt, "vpsd-", listed, rc, &err) < 0)
-                        listed(err.code, err.msg, NULL, NULL, 0, rc);
+                if (virt_list(rc->g->virt, "vpsd-", rc->g->owner, listed, rc, &err) < 0)
+                        listed(err.code, err.msg, NULL, NULL, 0, 0, rc);
                 return;
         }
         {

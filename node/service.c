@@ -240,3 +240,8 @@ int service_id_find(struct store *store, const char *uuid, int64_t *ret_id, stru
         *ret_id = sqlite3_column_int64(stmt, 0);
         return 0;
 }
+
+void service_port_name(const char *uuid, char buf[SERVICE_PORT_NAME_SIZE])
+{
+        snprintf(buf, SERVICE_PORT_NAME_SIZE, "vps%.8s%.4s", uuid, uuid + 9);
+}

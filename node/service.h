@@ -34,6 +34,13 @@ int service_count_by_state(struct store *store, unsigned counts[SERVICE_STATE_CO
 int service_list_json(struct store *store, bool include_terminated, struct json_object **ret_list,
                       struct error *err);
 
+/* The name of the service's guest port (its tap on the bridge): "vps"
+ * and 12 hex digits of the UUID, the 15 characters a name may have; unique
+ * on the host even with several vpsd beside each other. An infrastructure
+ * identifier: never in customer-facing text. */
+#define SERVICE_PORT_NAME_SIZE 16
+void service_port_name(const char *uuid, char buf[SERVICE_PORT_NAME_SIZE]);
+
 /* The service's row id by UUID, terminated ones too; -ENOENT, -EINVAL. */
 int service_id_find(struct store *store, const char *uuid, int64_t *ret_id, struct error *err);
 

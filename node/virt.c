@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/util.h"
+#include "node/domain.h"
 
 struct virt {
         uv_loop_t *loop;
@@ -229,14 +230,28 @@ struct virt_list_job {
         uv_work_t work;
         struct virt *virt;
         char *prefix;
+        char owner[72];
         virt_list_fn done;
         void *userdata;
         int status;
         char message[512];
         char **names;
         enum virt_state *states;
-        size_t n;
+        size_t n, n_foreign;
 };
+
+/* Whether the domain's metadata names another owner. */
+static bool foreign(virDomainPtr domain, const char *owner)
+{
+        char *md = virDomainGetMetadata(domain, VIR_DOMAIN_METADATA_ELEMENT, DOMAIN_METADATA_URI, 0);
+        bool other;
+
+        if (!md) /* no owner recorded */
+                return false;
+        other = !strstr(md, owner);
+        free(md);
+        return other;
+}
 
 static void list_run(uv_work_t *work)
 {
@@ -261,7 +276,10 @@ static void list_run(uv_work_t *work)
         j->states = calloc((size_t)n + 1, sizeof(enum virt_state));
         for (int i = 0; i < n; i++) {
                 const char *name = virDomainGetName(domains[i]);
-                if (j->names && j->states && name && strncmp(name, j->prefix, strlen(j->prefix)) == 0) {
+                if (j->names && j->states && name && strncmp(name, j->prefix, strlen(j->prefix)) == 0 &&
+                    j->owner[0] && foreign(domains[i], j->owner))
+                        j->n_foreign++;
+                else if (j->names && j->states && name && strncmp(name, j->prefix, strlen(j->prefix)) == 0) {
                         j->names[j->n] = strdup(name);
                         j->states[j->n] = domain_state(domains[i]);
                         if (j->names[j->n])
@@ -285,7 +303,7 @@ static void list_done(uv_work_t *work, int status)
                 j->status = -ECANCELED;
                 snprintf(j->message, sizeof(j->message), "libvirt list: cancelled");
         }
-        j->done(j->status, j->message, j->names, j->states, j->n, j->userdata);
+        j->done(j->status, j->message, j->names, j->states, j->n, j->n_foreign, j->userdata);
         for (size_t i = 0; i < j->n; i++)
                 free(j->names[i]);
         free(j->names);
@@ -294,7 +312,8 @@ static void list_done(uv_work_t *work, int status)
         free(j);
 }
 
-int virt_list(struct virt *v, const char *prefix, virt_list_fn done, void *userdata, struct error *err)
+int virt_list(struct virt *v, const char *prefix, const char *owner, virt_list_fn done, void *userdata,
+              struct error *err)
 {
         struct virt_list_job *j = calloc(1, sizeof(*j));
         int r;
@@ -302,6 +321,11 @@ int virt_list(struct virt *v, const char *prefix, virt_list_fn done, void *userd
         if (!j || !(j->prefix = strdup(prefix))) {
                 free(j);
                 return error_set(err, -ENOMEM, "out of memory");
+        }
+        if (owner && str_copy(j->owner, sizeof(j->owner), owner) < 0) {
+                free(j->prefix);
+                free(j);
+                return error_set(err, -EINVAL, "libvirt list: owner too long");
         }
         j->work.data = j;
         j->virt = v;

@@ -35,11 +35,15 @@ int virt_new(uv_loop_t *loop, const char *uri, struct virt **ret_virt, struct er
 int virt_submit(struct virt *virt, enum virt_op op, const char *arg, virt_done_fn done, void *userdata,
                 struct error *err);
 
-/* Every domain whose name starts with prefix, with its state: names[i]
- * and states[i], n of them, valid during the call. */
+/* Every domain whose name starts with prefix and that belongs to owner,
+ * with its state: names[i] and states[i], n of them, valid during the
+ * call. A domain whose metadata names another owner (domain.h) is left
+ * out and counted in n_foreign; one with no owner at all (made before
+ * owners were recorded) is listed. */
 typedef void (*virt_list_fn)(int status, const char *message, char **names, const enum virt_state *states,
-                             size_t n, void *userdata);
-int virt_list(struct virt *virt, const char *prefix, virt_list_fn done, void *userdata, struct error *err);
+                             size_t n, size_t n_foreign, void *userdata);
+int virt_list(struct virt *virt, const char *prefix, const char *owner, virt_list_fn done, void *userdata,
+              struct error *err);
 
 /* Closes the connection. Call when no submitted op is pending (the loop
  * has drained). Accepts NULL; returns NULL. */

@@ -599,3 +599,28 @@ def test_qmp_events_update_the_service(node):
     assert activity[:4] == ["provisioned", "paused", "resumed", "rebooted"], audit
     assert set(activity[4:]) <= {"rebooted"}, audit
     assert shown()["state"] == "running" and shown()["paused"] is False
+
+
+def test_reconcile_leaves_another_vpsds_domains(node, vpsd_factory, test_guest):
+    """Two vpsds on one libvirtd (a demo beside a node, parallel tests):
+    each one's reconcile touches only the domains it made."""
+    other = vpsd_factory("other")
+    other.start(hypervisor="tcg", bridge=node.bridge, guest_run_dir=other.root / "guests")
+    other.ctl("template", "import", "tiny", str(test_guest / "guest.qcow2"))
+    theirs = spec(addresses=[{"address": "198.51.100.7", "prefix": 24, "gateway": "198.51.100.1"}])
+    path = other.root / "spec.json"
+    path.write_text(json.dumps(theirs))
+    other.ctl("service", "provision", str(path))
+    try:
+        ours = spec()
+        node.provision(ours)
+        v = node.vpsd
+        assert v.stop() == 0
+        v.start()
+        v.wait_log("reconcile: done", timeout=60)
+        assert domstate(theirs["uuid"]) == "running", "the other vpsd's guest is left alone"
+        assert domstate(ours["uuid"]) == "running"
+        assert "domains of another vpsd on this libvirtd are left alone" in v.log_text(this_run=True)
+    finally:
+        other.ctl("service", "terminate", theirs["uuid"], check=False)
+        assert other.stop(timeout=60) == 0

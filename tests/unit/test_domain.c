@@ -27,6 +27,7 @@ static struct domain_params typical(void)
                 .bridge = "vpsbr0",
                 .tap = "vps1",
                 .run_dir = "/run/vpsd/guests/1b4e",
+                .owner = "0123456789abcdef0123456789abcdef",
         };
 }
 
@@ -34,6 +35,9 @@ static const char expected_tcg[] =
         "<domain type='qemu' xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>\n"
         "  <name>vpsd-1b4e28ba-2fa1-41d2-883f-0016d3cca427</name>\n"
         "  <uuid>1b4e28ba-2fa1-41d2-883f-0016d3cca427</uuid>\n"
+        "  <metadata>\n"
+        "    <vpsd:owner xmlns:vpsd='https://vpsd.dev/xmlns/domain/1'>0123456789abcdef0123456789abcdef</vpsd:owner>\n"
+        "  </metadata>\n"
         "  <memory unit='MiB'>256</memory>\n"
         "  <currentMemory unit='MiB'>256</currentMemory>\n"
         "  <vcpu placement='static'>2</vcpu>\n"
@@ -118,8 +122,10 @@ static void test_no_seed(void **state)
 
         (void)state;
         p.seed_path = NULL;
+        p.owner = NULL;
         assert_int_equal(domain_xml(&p, &xml, &err), 0);
         assert_null(strstr(xml, "vdb"));
+        assert_null(strstr(xml, "<metadata>"));
         free(xml);
 }
 
@@ -174,6 +180,9 @@ static void test_refusals(void **state)
         p = typical();
         p.run_dir = "/run/a,b";
         expect_refused(p, "run folder `/run/a,b` contains a comma");
+        p = typical();
+        p.owner = "abc'/><x";
+        expect_refused(p, "domain XML: owner `abc'/><x` is not lower-case hex");
 }
 
 int main(void)
