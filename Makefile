@@ -1,4 +1,5 @@
 # vpsd — build, test and demo. `make help` lists the targets.
+.DEFAULT_GOAL := all
 
 VERSION := 0.1.0
 BUILD   := build
@@ -22,8 +23,8 @@ SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 # Debian packages: build, runtime, test. `make deps` installs what is missing.
 DEPS_BUILD   := build-essential pkg-config clang libvirt-dev libjson-c-dev libnftnl-dev libmnl-dev \
                 libsqlite3-dev libcrypt-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev libcmocka-dev
-DEPS_RUNTIME := libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils nftables iproute2
-DEPS_TEST    := python3-pytest python3-scapy python3-websockets busybox-static cpio sqlite3 valgrind iperf3 iputils-ping \
+DEPS_RUNTIME := libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils nftables iproute2 novnc passwd
+DEPS_TEST    := python3-pytest python3-scapy python3-websockets python3-cryptography chromium websockify busybox-static cpio sqlite3 valgrind iperf3 iputils-ping \
                 genisoimage syslinux syslinux-common mtools dosfstools fdisk util-linux
 DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST)
 
@@ -32,7 +33,12 @@ COMMON_SRC := $(wildcard common/*.c)
 NODE_SRC   := $(filter-out node/main.c node/vpsctl.c,$(wildcard node/*.c))
 NF_SRC     := $(wildcard netfilter/*.c)
 LIB_SRC    := $(COMMON_SRC) $(NODE_SRC) $(NF_SRC)
-HEADERS    := $(wildcard common/*.h node/*.h netfilter/*.h)
+HEADERS    := $(wildcard common/*.h node/*.h netfilter/*.h console/*.h)
+# vpsd-edge: console/ and common/ only, never node/ (no SQLite, no libvirt).
+EDGE_SRC   := $(wildcard console/*.c)
+EDGE_PKGS  := libuv libwebsockets libcrypto
+EDGE_CFLAGS := $(shell pkg-config --cflags $(EDGE_PKGS) 2>/dev/null)
+EDGE_LIBS  := $(shell pkg-config --libs $(EDGE_PKGS) 2>/dev/null)
 
 UNIT_SRC   := $(wildcard tests/unit/test_*.c)
 UNIT_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
@@ -40,8 +46,24 @@ ASAN_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/asan/%,$(UNIT_SRC))
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
-PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/tests/hvprobe_boot $(BUILD)/tests/virt_domain $(BUILD)/tests/qmp_probe \
+PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/vpsd-edge $(BUILD)/web/.built $(BUILD)/tests/hvprobe_boot $(BUILD)/tests/virt_domain $(BUILD)/tests/qmp_probe \
             $(BUILD)/tests/nf_driver
+
+# The console's pages (console/web) with noVNC from Debian's `novnc` and
+# xterm.js from npm (Debian's node-xterm has no browser build), pinned.
+XTERM_VERSION := 5.5.0
+NOVNC_DIR     := /usr/share/novnc
+$(BUILD)/npm/node_modules/@xterm/xterm/lib/xterm.js:
+	@mkdir -p $(BUILD)/npm
+	$(Q)npm install --silent --no-audit --no-fund --prefix $(BUILD)/npm @xterm/xterm@$(XTERM_VERSION)
+
+$(BUILD)/web/.built: $(wildcard console/web/*) $(BUILD)/npm/node_modules/@xterm/xterm/lib/xterm.js
+	@$(if $(Q),echo "  WEB     $(BUILD)/web")
+	$(Q)rm -rf $(BUILD)/web && mkdir -p $(BUILD)/web/novnc $(BUILD)/web/xterm
+	$(Q)cp console/web/* $(BUILD)/web/
+	$(Q)cp -rL $(NOVNC_DIR)/core $(NOVNC_DIR)/vendor $(BUILD)/web/novnc/
+	$(Q)cp $(BUILD)/npm/node_modules/@xterm/xterm/lib/xterm.js $(BUILD)/npm/node_modules/@xterm/xterm/css/xterm.css $(BUILD)/web/xterm/
+	$(Q)chmod -R a+rX $(BUILD)/web && touch $@
 
 # `make V=1` shows whole command lines.
 Q := $(if $(V),,@)
@@ -61,10 +83,13 @@ help:
 	@echo "make bench       benchmarks against their peers (not tests; never gate CI)"
 
 # Idempotent and non-interactive: installs only what is missing, and asks
-# apt for fresh lists only when it has to.
+# apt for fresh lists only when it has to. npm (for xterm.js) is Debian's
+# package only where no npm is on PATH: a Node.js from elsewhere brings its
+# own, and Debian's conflicts with it.
 deps:
 	@missing=""; for p in $(DEPS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
 	if [ -z "$$missing" ]; then echo "deps: all $(words $(DEPS)) Debian packages present"; exit 0; fi; \
 	echo "deps: installing$$missing"; \
 	[ "$$(id -u)" = 0 ] || { echo "deps: run as root to install:$$missing" >&2; exit 1; }; \
@@ -96,6 +121,19 @@ $(BUILD)/libvpsd-asan.a: $(ASAN_OBJ)
 $(BUILD)/vpsd: $(BUILD)/obj/node/main.o $(BUILD)/libvpsd.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC))
+EDGE_OBJ   := $(patsubst %.c,$(BUILD)/obj/%.o,$(EDGE_SRC))
+
+$(BUILD)/obj/console/%.o: CFLAGS += $(EDGE_CFLAGS)
+
+$(BUILD)/libcommon.a: $(COMMON_OBJ)
+	@rm -f $@
+	$(Q)ar rcs $@ $^
+
+$(BUILD)/vpsd-edge: $(EDGE_OBJ) $(BUILD)/libcommon.a
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(EDGE_LIBS)
 
 $(BUILD)/vpsctl: $(BUILD)/obj/node/vpsctl.o $(BUILD)/libvpsd.a
 	@$(if $(Q),echo "  LINK    $@")

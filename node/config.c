@@ -72,6 +72,84 @@ static int parse_uri(const struct config_key *key, const char *value, void *fiel
         return str_copy(field, key->size, value);
 }
 
+/* "ADDRESS:PORT" or "[IPV6]:PORT" (port 1-65535), or empty: off. */
+static int parse_listen(const struct config_key *key, const char *value, void *field, char *why, size_t why_size)
+{
+        char address[64];
+        unsigned port;
+        struct config probe;
+
+        if (value[0] == '\0')
+                return str_copy(field, key->size, value);
+        if (str_copy(probe.console_listen, sizeof(probe.console_listen), value) < 0 ||
+            config_console_listen(&probe, address, sizeof(address), &port) < 0) {
+                snprintf(why, why_size, "must be ADDRESS:PORT, such as 0.0.0.0:8443 or [::]:8443");
+                return -EINVAL;
+        }
+        return str_copy(field, key->size, value);
+}
+
+int config_console_listen(const struct config *cfg, char *address, size_t size, unsigned *ret_port)
+{
+        const char *v = cfg->console_listen, *colon = strrchr(v, ':'), *start = v, *end = colon;
+        unsigned long port;
+        char *tail = NULL;
+
+        if (!colon || colon == v)
+                return -EINVAL;
+        if (v[0] == '[') {
+                if (colon[-1] != ']')
+                        return -EINVAL;
+                start = v + 1;
+                end = colon - 1;
+        } else if (memchr(v, ':', (size_t)(colon - v)))
+                return -EINVAL; /* an IPv6 address goes in brackets */
+        if (end <= start || (size_t)(end - start) >= size)
+                return -EINVAL;
+        for (const char *p = start; p < end; p++)
+                if (!isxdigit((unsigned char)*p) && !strchr(".:", *p))
+                        return -EINVAL;
+        errno = 0;
+        port = strtoul(colon + 1, &tail, 10);
+        if (errno || !colon[1] || *tail || port < 1 || port > 65535)
+                return -EINVAL;
+        memcpy(address, start, (size_t)(end - start));
+        address[end - start] = '\0';
+        *ret_port = (unsigned)port;
+        return 0;
+}
+
+/* Origins as a browser sends them: https://host or https://host:port, at
+ * most 16, separated by spaces. */
+static int parse_origins(const struct config_key *key, const char *value, void *field, char *why, size_t why_size)
+{
+        unsigned n = 0;
+
+        for (const char *p = value; *p;) {
+                size_t len = strcspn(p, " ");
+                if (len > 0) {
+                        if (++n > 16 || (strncmp(p, "https://", 8) != 0 && strncmp(p, "http://", 7) != 0) ||
+                            memchr(p, '/', len) != p + 5 + (p[4] == 's')) {
+                                snprintf(why, why_size, "must be up to 16 origins such as https://console.example.net");
+                                return -EINVAL;
+                        }
+                        for (size_t i = 0; i < len; i++)
+                                if ((unsigned char)p[i] < 0x21 || (unsigned char)p[i] > 0x7e) {
+                                        snprintf(why, why_size, "must be printable ASCII");
+                                        return -EINVAL;
+                                }
+                }
+                p += len;
+                while (*p == ' ')
+                        p++;
+        }
+        if (str_copy(field, key->size, value) < 0) {
+                snprintf(why, why_size, "longer than %zu bytes", key->size - 1);
+                return -EINVAL;
+        }
+        return 0;
+}
+
 static int parse_uint(const struct config_key *key, const char *value, void *field, char *why, size_t why_size)
 {
         unsigned long long n = 0;
@@ -140,6 +218,20 @@ static const struct config_key config_keys[] = {
         { "nft_table", parse_name, FIELD(nft_table), 0, 0, NULL, false },
         { "traffic_interval", parse_uint, FIELD(traffic_interval), 1, 3600, NULL, false },
         { "filter_check_interval", parse_uint, FIELD(filter_check_interval), 1, 3600, NULL, false },
+        { "console_listen", parse_listen, FIELD(console_listen), 0, 0, NULL, false },
+        { "console_cert", parse_path, FIELD(console_cert), 0, 0, NULL, false },
+        { "console_key", parse_path, FIELD(console_key), 0, 0, NULL, false },
+        { "console_edge", parse_path, FIELD(console_edge), 0, 0, NULL, false },
+        { "console_web_dir", parse_path, FIELD(console_web_dir), 0, 0, NULL, false },
+        { "console_user", parse_name, FIELD(console_user), 0, 0, NULL, false },
+        { "console_allowed_origins", parse_origins, FIELD(console_allowed_origins), 0, 0, NULL, false },
+        { "ledger_public_key", parse_path, FIELD(ledger_public_key), 0, 0, NULL, false },
+        { "console_idle_timeout", parse_uint, FIELD(console_idle_timeout), 0, 86400, NULL, false },
+        { "console_max_lifetime", parse_uint, FIELD(console_max_lifetime), 60, 7 * 86400, NULL, false },
+        { "console_max_sessions", parse_uint, FIELD(console_max_sessions), 1, 20000, NULL, false },
+        { "console_max_sessions_per_service", parse_uint, FIELD(console_max_sessions_per_service), 1, 64, NULL,
+          false },
+        { "console_max_failed_tickets", parse_uint, FIELD(console_max_failed_tickets), 1, 10000, NULL, false },
 };
 
 void config_init(struct config *cfg)
@@ -164,6 +256,12 @@ void config_init(struct config *cfg)
         str_copy(cfg->nft_table, sizeof(cfg->nft_table), "vpsd");
         cfg->traffic_interval = 60;
         cfg->filter_check_interval = 60;
+        str_copy(cfg->console_user, sizeof(cfg->console_user), "vpsd-edge");
+        cfg->console_idle_timeout = 900;
+        cfg->console_max_lifetime = 4 * 3600;
+        cfg->console_max_sessions = 1000;
+        cfg->console_max_sessions_per_service = 4;
+        cfg->console_max_failed_tickets = 10;
 }
 
 int config_template_dir(const struct config *cfg, char *buf, size_t size)
@@ -312,7 +410,8 @@ void config_diff(const struct config *a, const struct config *b, void (*fn)(cons
         for (size_t i = 0; i < ARRAY_SIZE(config_keys); i++) {
                 const struct config_key *k = &config_keys[i];
                 const char *fa = (const char *)a + k->offset, *fb = (const char *)b + k->offset;
-                bool is_string = k->parse == parse_path || k->parse == parse_name || k->parse == parse_uri;
+                bool is_string = k->parse == parse_path || k->parse == parse_name || k->parse == parse_uri ||
+                                 k->parse == parse_listen || k->parse == parse_origins;
 
                 /* Bytes after a string's NUL may differ and mean nothing. */
                 if (is_string ? strcmp(fa, fb) != 0 : memcmp(fa, fb, k->size) != 0)

@@ -42,6 +42,20 @@ struct config {
         char nft_table[32];              /* vpsd's nftables table (family bridge) */
         unsigned traffic_interval;       /* seconds between samples of the guests' counters */
         unsigned filter_check_interval;  /* seconds between checks that the table is intact */
+        /* The web console (docs/console.md). */
+        char console_listen[80];            /* "ADDRESS:PORT", "[IPV6]:PORT"; empty: no console */
+        char console_cert[PATH_MAX];        /* empty: STATE_DIR/console/cert.pem, made self-signed */
+        char console_key[PATH_MAX];         /* empty: STATE_DIR/console/key.pem */
+        char console_edge[PATH_MAX];        /* empty: vpsd-edge beside vpsd */
+        char console_web_dir[PATH_MAX];     /* empty: web/ beside vpsd */
+        char console_user[33];
+        char console_allowed_origins[1024]; /* space-separated; empty: the page's own origin */
+        char ledger_public_key[PATH_MAX];   /* PEM Ed25519 public key of the ledger; empty: none */
+        unsigned console_idle_timeout;      /* seconds */
+        unsigned console_max_lifetime;      /* seconds */
+        unsigned console_max_sessions;
+        unsigned console_max_sessions_per_service;
+        unsigned console_max_failed_tickets; /* per client address and minute */
 };
 
 /* Fills every field with its default. */
@@ -67,3 +81,6 @@ void config_diff(const struct config *a, const struct config *b, void (*fn)(cons
                  void *userdata);
 
 const char *hypervisor_mode_name(enum hypervisor_mode mode);
+
+/* console_listen split: the address (brackets gone) and the port. */
+int config_console_listen(const struct config *cfg, char *address, size_t size, unsigned *ret_port);

@@ -308,6 +308,7 @@ const struct control_method vpsd_control_methods[] = {
         { "service.resume", control_service_resume },
         { "service.reinstall", control_service_reinstall },
         { "service.resize", control_service_resize },
+        { "console.ticket", control_console_ticket },
         { "template.import", method_template_import },
         { "template.list", method_template_list },
         { "template.remove", method_template_remove },

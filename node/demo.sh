@@ -47,6 +47,8 @@ control_socket = $var/run/control.sock
 bridge = $bridge
 guest_run_dir = /run/vpsd-demo
 nft_table = vpsdemo
+# The web console on this machine only (docs/console.md).
+console_listen = 127.0.0.1:8443
 CONF
         "$python" "$top/tests/lib/libvirt_env.py" start "$libvirt_state"
         nohup "$top/build/vpsd" -c "$conf" >>"$var/vpsd.log" 2>&1 &
@@ -101,6 +103,11 @@ start() {
                 sleep 0.2
         done
         grep -a 'VPSD-GUEST-READY\|VPSD-SEED' "/run/vpsd-demo/$uuid/console.log" | tail -4 || true
+        echo
+        echo "Web console (self-signed certificate: accept it once; each link works once, within 60 s):"
+        for _ in $(seq 1 100); do grep -q "console ready" "$var/vpsd.log" && break; sleep 0.1; done
+        echo "  VNC:    $("${vpsctl[@]}" --json console ticket "$uuid" --kind vnc | sed -n 's/.*"url": *"\([^"]*\)".*/\1/p')"
+        echo "  serial: $("${vpsctl[@]}" --json console ticket "$uuid" --kind serial | sed -n 's/.*"url": *"\([^"]*\)".*/\1/p')"
         cat <<EOT
 
 vpsd runs in the background (log: var/vpsd.log, state: var/lib) with one
@@ -112,6 +119,7 @@ demo service, $uuid. Try:
   build/vpsctl --socket var/run/control.sock service resize $uuid memory_mib=512
   build/vpsctl --socket var/run/control.sock service reinstall $uuid
   build/vpsctl --socket var/run/control.sock --json service show $uuid
+  build/vpsctl --socket var/run/control.sock console ticket $uuid --kind serial
   build/vpsctl --socket var/run/control.sock service terminate $uuid
   sqlite3 var/lib/vpsd.db 'SELECT * FROM audit_log'
 Stop it with: make demo-stop

@@ -215,6 +215,12 @@ static void network_remove(struct guests *g, int64_t service_id, const char *uui
                 log_error("cannot remove a guest port from the filter", "service=%s error=\"%s\"", uuid, err.msg);
 }
 
+void guests_set_lock_hook(struct guests *g, guest_lock_hook_fn fn, void *userdata)
+{
+        g->lock_hook = fn;
+        g->lock_hook_data = userdata;
+}
+
 void guest_monitor_watch(struct guests *g, int64_t service_id, const char *uuid)
 {
         struct guest_paths p;
@@ -269,6 +275,8 @@ int guest_lock_take(struct guests *g, int64_t id, const char *uuid, const char *
                 }
                 return error_set(err, -EBUSY, "busy: %s", holder);
         }
+        if (g->lock_hook)
+                g->lock_hook(uuid, operation, g->lock_hook_data);
         return 0;
 }
 

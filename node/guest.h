@@ -52,6 +52,11 @@ struct network;
 /* The guest filter (node/network.h): a port is filtered before its guest
  * first starts, changed with the plan, and removed with the service. */
 void guests_set_network(struct guests *guests, struct network *network);
+/* Called as a long operation (stop, restart, reinstall, terminate …)
+ * takes a service's busy lock, before any of its work: what must end with
+ * the guest's console (node/console.c) ends there. */
+typedef void (*guest_lock_hook_fn)(const char *uuid, const char *operation, void *userdata);
+void guests_set_lock_hook(struct guests *guests, guest_lock_hook_fn fn, void *userdata);
 
 /* Whether new domains are of type kvm (else qemu/TCG): the probe's verdict. */
 void guests_set_kvm(struct guests *guests, bool kvm);

@@ -25,6 +25,8 @@ struct guests {
         unsigned ops_running;
         struct monitors *monitors; /* may be NULL */
         struct network *network;   /* the guest filter; may be NULL (tests of the lifecycle alone) */
+        guest_lock_hook_fn lock_hook; /* may be NULL */
+        void *lock_hook_data;
         char owner[33];            /* this vpsd's node id (node_facts), in its domains' metadata */
         char crash_at[64];         /* test hook: "<operation>:<step>", see op_next() */
 };

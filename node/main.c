@@ -135,6 +135,9 @@ static void stop(struct vpsd *v)
         notify_send("STOPPING=1");
         log_info("stopping");
         v->control = control_stop(v->control);
+        v->console = console_stop(v->console);
+        if (v->guests)
+                guests_set_lock_hook(v->guests, NULL, NULL);
         v->probe = hvprobe_cancel(v->probe);
         v->monitors = monitors_free(v->monitors);
         if (v->guests)
@@ -200,6 +203,83 @@ static void on_signal(uv_signal_t *s, int signum)
                 stop(v);
 }
 
+static void on_service_locked(const char *uuid, const char *operation, void *userdata)
+{
+        struct vpsd *v = userdata;
+
+        console_close_service(v->console, uuid, operation);
+}
+
+/* The console's files beside vpsd's own binary unless configured. */
+static void beside_vpsd(const char *configured, const char *name, char *buf, size_t size)
+{
+        char self[PATH_MAX];
+        ssize_t n;
+        char *slash;
+
+        if (configured[0]) {
+                snprintf(buf, size, "%s", configured);
+                return;
+        }
+        n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        self[n > 0 ? n : 0] = '\0';
+        slash = strrchr(self, '/');
+        if (slash)
+                *slash = '\0';
+        snprintf(buf, size, "%s/%s", self, name);
+}
+
+/* The web console, when console_listen names where (docs/console.md). */
+static int console_begin(struct vpsd *v, struct error *err)
+{
+        char address[64], edge[PATH_MAX], web[PATH_MAX], dir[PATH_MAX + 16], cert[PATH_MAX + 32], key[PATH_MAX + 32];
+        struct console_config cc;
+        unsigned port;
+        int r;
+
+        if (!v->cfg.console_listen[0])
+                return 0;
+        if (config_console_listen(&v->cfg, address, sizeof(address), &port) < 0)
+                return error_set(err, -EINVAL, "console_listen `%s` is not ADDRESS:PORT", v->cfg.console_listen);
+        snprintf(dir, sizeof(dir), "%s/console", v->cfg.state_dir);
+        if (!v->cfg.console_cert[0] || !v->cfg.console_key[0]) {
+                r = mkdir_parents(dir, 0700, err);
+                if (r < 0)
+                        return r;
+        }
+        snprintf(cert, sizeof(cert), "%s", v->cfg.console_cert[0] ? v->cfg.console_cert : dir);
+        snprintf(key, sizeof(key), "%s", v->cfg.console_key[0] ? v->cfg.console_key : dir);
+        if (!v->cfg.console_cert[0])
+                strncat(cert, "/cert.pem", sizeof(cert) - strlen(cert) - 1);
+        if (!v->cfg.console_key[0])
+                strncat(key, "/key.pem", sizeof(key) - strlen(key) - 1);
+        beside_vpsd(v->cfg.console_edge, "vpsd-edge", edge, sizeof(edge));
+        beside_vpsd(v->cfg.console_web_dir, "web", web, sizeof(web));
+        cc = (struct console_config){
+                .edge_path = edge,
+                .web_dir = web,
+                .listen_address = address,
+                .port = port,
+                .cert = cert,
+                .key = key,
+                .user = v->cfg.console_user,
+                .origins = v->cfg.console_allowed_origins,
+                .ledger_public_key = v->cfg.ledger_public_key,
+                .run_dir = v->cfg.guest_run_dir,
+                .idle_timeout = v->cfg.console_idle_timeout,
+                .max_lifetime = v->cfg.console_max_lifetime,
+                .max_sessions = v->cfg.console_max_sessions,
+                .max_sessions_per_service = v->cfg.console_max_sessions_per_service,
+                .max_failed_tickets = v->cfg.console_max_failed_tickets,
+                .log_level = log_level_name(v->cfg.log_level),
+        };
+        r = console_start(v->loop, v->store, &cc, &v->console, err);
+        if (r < 0)
+                return r;
+        guests_set_lock_hook(v->guests, on_service_locked, v);
+        return 0;
+}
+
 /* After reconcile: the control socket, and the service manager is told. */
 static void on_reconciled(int status, const struct error *reconcile_err, struct json_object *result, void *userdata)
 {
@@ -222,6 +302,9 @@ static void on_reconciled(int status, const struct error *reconcile_err, struct 
                 r = mkdir_parents(sock_dir, 0755, &err);
         }
         control_limits_from(&v->cfg, &limits);
+        /* Tickets are taken only from a node that reconcile made whole. */
+        if (r == 0)
+                r = console_begin(v, &err);
         if (r == 0)
                 r = control_start(v->loop, v->cfg.control_socket, &limits, vpsd_control_methods, v, &v->control,
                                   &err);

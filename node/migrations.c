@@ -162,11 +162,22 @@ static const char migration_0005[] =
         "  PRIMARY KEY (service_id, size, start)"
         ") WITHOUT ROWID;";
 
+static const char migration_0006[] =
+        /* Console ticket nonces (node/console_check.c): each accepted once,
+         * remembered until its ticket could no longer be accepted anyway
+         * (expires_at: exp + the clock skew), then purged. */
+        "CREATE TABLE console_nonces ("
+        "  nonce TEXT PRIMARY KEY CHECK (length(nonce) = 22),"
+        "  expires_at INTEGER NOT NULL"
+        ") WITHOUT ROWID;"
+        "CREATE INDEX console_nonces_expiry ON console_nonces (expires_at);";
+
 const struct migration store_migrations[] = {
         { 1, "services, addresses, ssh keys, logs, journal, outbox", migration_0001 },
         { 2, "templates", migration_0002 },
         { 3, "root password hash and instance-id", migration_0003 },
         { 4, "guest runtime facts from QMP events", migration_0004 },
         { 5, "traffic counters and buckets", migration_0005 },
+        { 6, "console ticket nonces", migration_0006 },
 };
 const size_t store_migrations_count = ARRAY_SIZE(store_migrations);

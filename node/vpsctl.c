@@ -58,6 +58,9 @@ static void usage(FILE *out)
                 "  traffic UUID [--period day|week|month|year]\n"
                 "                          the service's traffic in and out: the last 24 hours by hour,\n"
                 "                          7 or 30 days by day (month is the default), 12 months by month\n"
+                "  console ticket UUID [--kind vnc|serial]\n"
+                "                          a single-use console ticket for the service's account, valid\n"
+                "                          60 s, and the page's URL (the console must be on: console_listen)\n"
                 "  template import NAME FILE [--os NAME] [--min-disk GIB]\n"
                 "                          copy an image (qcow2 or raw) into the template store, read-only;\n"
                 "                          --os: the OS name shown (default NAME), --min-disk: the smallest\n"
@@ -377,6 +380,16 @@ static int read_spec(const char *path, struct json_object **ret, struct error *e
         return 0;
 }
 
+/* params {"uuid": uuid}, or exit status 2 for a malformed UUID. */
+static int uuid_params(const char *uuid, struct json_object **params)
+{
+        if (!service_uuid_valid(uuid))
+                return die(2, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)", uuid);
+        *params = json_object_new_object();
+        json_object_object_add(*params, "uuid", json_object_new_string(uuid));
+        return 0;
+}
+
 /* service provision|start|stop|restart|force-off|terminate|pause|resume|…: 0, or an exit status. */
 static int service_command(char **args, int nargs, const char *template_name, bool confirm_shrink,
                            const char **method,
@@ -455,6 +468,15 @@ static int service_command(char **args, int nargs, const char *template_name, bo
                         return 0;
                 }
         return die(2, "unknown command `service %s`; try `vpsctl --help`", nargs > 1 ? args[1] : "");
+}
+
+static void print_console_ticket(struct json_object *r)
+{
+        char at[32];
+
+        printf("%s console of %s, ticket valid until %s (once):\n", jstr(r, "kind"), jstr(r, "uuid"),
+               format_time(at, sizeof(at), r, "expires_at"));
+        printf("%s\n", jstr(r, "url"));
 }
 
 static void print_template_imported(struct json_object *t)
@@ -562,6 +584,7 @@ int main(int argc, char **argv)
                 { "all", no_argument, NULL, 'a' },          { "os", required_argument, NULL, 'o' },
                 { "min-disk", required_argument, NULL, 'm' }, { "template", required_argument, NULL, 't' },
                 { "confirm-disk-shrink", no_argument, NULL, 'C' }, { "period", required_argument, NULL, 'p' },
+                { "kind", required_argument, NULL, 'k' },
                 {},
         };
         const char *socket_path = getenv("VPSD_CONTROL_SOCKET");
@@ -569,6 +592,7 @@ int main(int argc, char **argv)
         struct json_object *params = NULL;
         void (*print)(struct json_object *) = NULL;
         const char *method = NULL, *os_name = NULL, *min_disk = NULL, *template_name = NULL, *period = NULL;
+        const char *kind = NULL;
         int timeout_ms = REPLY_TIMEOUT_MS;
         struct error err = { 0 };
         bool json = false, all = false, confirm_shrink = false;
@@ -605,6 +629,9 @@ int main(int argc, char **argv)
                 case 'p':
                         period = optarg;
                         break;
+                case 'k':
+                        kind = optarg;
+                        break;
                 case 'h':
                         usage(stdout);
                         return 0;
@@ -632,12 +659,10 @@ int main(int argc, char **argv)
                 if (all)
                         json_object_object_add(params, "all", json_object_new_boolean(1));
         } else if (strcmp(args[0], "service") == 0 && nargs == 3 && strcmp(args[1], "show") == 0) {
-                if (!service_uuid_valid(args[2]))
-                        return die(2, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)", args[2]);
+                if (uuid_params(args[2], &params))
+                        return 2;
                 method = "service.show";
                 print = print_service;
-                params = json_object_new_object();
-                json_object_object_add(params, "uuid", json_object_new_string(args[2]));
         } else if (strcmp(args[0], "service") == 0 && nargs >= 2 && strcmp(args[1], "list") != 0 &&
                    strcmp(args[1], "show") != 0) {
                 int r = service_command(args, nargs, template_name, confirm_shrink, &method, &params, &print);
@@ -646,20 +671,29 @@ int main(int argc, char **argv)
                 /* A stop may wait stop_timeout (at most an hour) for the guest. */
                 timeout_ms = SERVICE_TIMEOUT_MS;
         } else if (strcmp(args[0], "traffic") == 0 && nargs == 2) {
-                if (!service_uuid_valid(args[1]))
-                        return die(2, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)", args[1]);
+                if (uuid_params(args[1], &params))
+                        return 2;
                 method = "service.traffic";
                 print = print_traffic;
-                params = json_object_new_object();
-                json_object_object_add(params, "uuid", json_object_new_string(args[1]));
                 if (period)
                         json_object_object_add(params, "period", json_object_new_string(period));
+        } else if (strcmp(args[0], "console") == 0 && nargs == 3 && strcmp(args[1], "ticket") == 0) {
+                if (kind && strcmp(kind, "vnc") != 0 && strcmp(kind, "serial") != 0)
+                        return die(2, "--kind: vnc or serial");
+                if (uuid_params(args[2], &params))
+                        return 2;
+                method = "console.ticket";
+                print = print_console_ticket;
+                if (kind)
+                        json_object_object_add(params, "kind", json_object_new_string(kind));
         } else if (strcmp(args[0], "template") == 0) {
                 int r = template_command(args, nargs, os_name, min_disk, &method, &params, &print, &timeout_ms);
                 if (r != 0)
                         return r;
         } else
                 return die(2, "unknown command `%s`; try `vpsctl --help`", args[0]);
+        if (kind && strcmp(method, "console.ticket") != 0)
+                return die(2, "--kind goes with `console ticket` only");
         if (period && strcmp(method, "service.traffic") != 0)
                 return die(2, "--period goes with `traffic` only");
         if (all && strcmp(method, "service.list") != 0)

@@ -5,6 +5,7 @@
 #include <uv.h>
 
 #include "node/config.h"
+#include "node/console.h"
 #include "node/control.h"
 #include "node/hvprobe.h"
 #include "node/monitor.h"
@@ -26,6 +27,7 @@ struct vpsd {
         struct monitors *monitors;
         struct network *network;
         struct control *control;
+        struct console *console; /* NULL when console_listen is empty */
         struct hvprobe *probe;
         struct hvprobe_result hypervisor;
         int64_t started_at;
@@ -52,4 +54,5 @@ void control_service_terminate(struct control_call *call, struct json_object *pa
 void control_service_pause(struct control_call *call, struct json_object *params, void *userdata);
 void control_service_resume(struct control_call *call, struct json_object *params, void *userdata);
 void control_service_reinstall(struct control_call *call, struct json_object *params, void *userdata);
+void control_console_ticket(struct control_call *call, struct json_object *params, void *userdata);
 void control_service_resize(struct control_call *call, struct json_object *params, void *userdata);

@@ -1,0 +1,177 @@
+#include "edge_proto.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* On the wire, little-endian: u8 type, u8 kind, u16 port, u64 session,
+ * u16 address length, u16 ticket length, then the two strings. */
+#define HEADER_SIZE 16
+
+static const char *const kind_names[] = { "vnc", "serial" };
+
+const char *console_kind_name(enum console_kind kind)
+{
+        return (unsigned)kind < CONSOLE_KIND_COUNT ? kind_names[kind] : "?";
+}
+
+int console_kind_parse(const char *name, enum console_kind *ret_kind)
+{
+        for (unsigned i = 0; i < CONSOLE_KIND_COUNT; i++)
+                if (strcmp(name, kind_names[i]) == 0) {
+                        *ret_kind = (enum console_kind)i;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+static void put16(uint8_t *p, uint16_t v)
+{
+        p[0] = (uint8_t)v;
+        p[1] = (uint8_t)(v >> 8);
+}
+
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
+
+int edge_msg_encode(const struct edge_msg *msg, uint8_t *buf, size_t size)
+{
+        size_t alen = strnlen(msg->address, sizeof(msg->address)),
+               tlen = strnlen(msg->ticket, sizeof(msg->ticket));
+
+        if (msg->type < EDGE_MSG_READY || msg->type > EDGE_MSG_CLOSED || (unsigned)msg->kind >= CONSOLE_KIND_COUNT ||
+            alen > EDGE_ADDRESS_MAX || tlen > EDGE_TICKET_MAX)
+                return -EINVAL;
+        if (HEADER_SIZE + alen + tlen > size)
+                return -ENOBUFS;
+        buf[0] = (uint8_t)msg->type;
+        buf[1] = (uint8_t)msg->kind;
+        put16(buf + 2, msg->port);
+        for (int i = 0; i < 8; i++)
+                buf[4 + i] = (uint8_t)(msg->session >> (8 * i));
+        put16(buf + 12, (uint16_t)alen);
+        put16(buf + 14, (uint16_t)tlen);
+        memcpy(buf + HEADER_SIZE, msg->address, alen);
+        memcpy(buf + HEADER_SIZE + alen, msg->ticket, tlen);
+        return (int)(HEADER_SIZE + alen + tlen);
+}
+
+static int string_take(const char *field, const uint8_t *p, size_t n, size_t max, char *out, struct error *err)
+{
+        if (n > max)
+                return error_set(err, -EBADMSG, "%s longer than %zu bytes", field, max);
+        for (size_t i = 0; i < n; i++)
+                if (p[i] < 0x21 || p[i] > 0x7e)
+                        return error_set(err, -EBADMSG, "%s: byte %zu is not printable", field, i + 1);
+        memcpy(out, p, n);
+        out[n] = '\0';
+        return 0;
+}
+
+int edge_msg_decode(const uint8_t *buf, size_t len, struct edge_msg *ret, struct error *err)
+{
+        struct edge_msg m = { 0 };
+        size_t alen, tlen;
+
+        if (len < HEADER_SIZE)
+                return error_set(err, -EBADMSG, "message of %zu bytes is shorter than its header", len);
+        if (buf[0] < EDGE_MSG_READY || buf[0] > EDGE_MSG_CLOSED)
+                return error_set(err, -EBADMSG, "unknown message type %u", buf[0]);
+        if (buf[1] >= CONSOLE_KIND_COUNT)
+                return error_set(err, -EBADMSG, "unknown console kind %u", buf[1]);
+        m.type = buf[0];
+        m.kind = buf[1];
+        m.port = get16(buf + 2);
+        for (int i = 0; i < 8; i++)
+                m.session |= (uint64_t)buf[4 + i] << (8 * i);
+        alen = get16(buf + 12);
+        tlen = get16(buf + 14);
+        if (HEADER_SIZE + alen + tlen != len)
+                return error_set(err, -EBADMSG, "message lengths (%zu + %zu) do not add up to %zu bytes", alen, tlen,
+                                 len - HEADER_SIZE);
+        if (string_take("address", buf + HEADER_SIZE, alen, EDGE_ADDRESS_MAX, m.address, err) < 0 ||
+            string_take("ticket", buf + HEADER_SIZE + alen, tlen, EDGE_TICKET_MAX, m.ticket, err) < 0)
+                return err ? err->code : -EBADMSG;
+        *ret = m;
+        return 0;
+}
+
+int edge_msg_send(int sock, const struct edge_msg *msg, int fd)
+{
+        uint8_t buf[EDGE_MSG_MAX];
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int))];
+        } control;
+        struct iovec iov;
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        int n = edge_msg_encode(msg, buf, sizeof(buf));
+
+        if (n < 0)
+                return n;
+        iov.iov_base = buf;
+        iov.iov_len = (size_t)n;
+        if (fd >= 0) {
+                struct cmsghdr *c;
+                memset(&control, 0, sizeof(control));
+                mh.msg_control = control.buf;
+                mh.msg_controllen = sizeof(control.buf);
+                c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(c), &fd, sizeof(int));
+        }
+        for (;;) {
+                ssize_t sent = sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (sent < 0 && errno == EINTR)
+                        continue;
+                if (sent < 0)
+                        return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+                return 0;
+        }
+}
+
+int edge_msg_recv(int sock, struct edge_msg *ret_msg, int *ret_fd, struct error *err)
+{
+        uint8_t buf[EDGE_MSG_MAX + 1];
+        union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(4 * sizeof(int))];
+        } control;
+        struct iovec iov = { .iov_base = buf, .iov_len = sizeof(buf) };
+        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                             .msg_controllen = sizeof(control.buf) };
+        cleanup_close int fd = -1;
+        ssize_t n;
+
+        *ret_fd = -1;
+        do
+                n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return errno == EWOULDBLOCK ? -EAGAIN : error_set_errno(err, -errno, "receive");
+        /* Every fd that came is ours to close, wanted or not. */
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); i++) {
+                        int got;
+                        memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+                        if (fd < 0)
+                                fd = got;
+                        else
+                                close(got);
+                }
+        }
+        if (n == 0)
+                return error_set(err, -ECONNRESET, "the peer closed the socketpair");
+        if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))
+                return error_set(err, -EBADMSG, "message longer than %d bytes", EDGE_MSG_MAX);
+        if (edge_msg_decode(buf, (size_t)n, ret_msg, err) < 0)
+                return -EBADMSG;
+        *ret_fd = steal_fd(&fd);
+        return 0;
+}

@@ -1,0 +1,216 @@
+/* The edge's HTTPS and websocket server: libwebsockets on the edge's libuv
+ * loop (a foreign loop: lws adds its handles to ours). Pages and scripts
+ * come from web_dir; websockets at /console/vnc and /console/serial carry
+ * a ticket in their query (?ticket=…) and become sessions (session.c). */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "console/edge.h"
+
+/* What lws keeps per websocket: the session, or that it was refused. */
+struct ws_data {
+        struct edge_session *session;
+        bool refused;
+};
+
+static struct edge *edge_of(struct lws *wsi) { return lws_context_user(lws_get_context(wsi)); }
+
+/* Allowed origins, or else the page's own: https:// and the Host the
+ * browser asked for. A websocket without an Origin is no browser's. */
+static bool origin_allowed(struct lws *wsi)
+{
+        struct edge *edge = edge_of(wsi);
+        char origin[256], host[200], own[220];
+
+        if (lws_hdr_copy(wsi, origin, sizeof(origin), WSI_TOKEN_ORIGIN) <= 0)
+                return false;
+        for (unsigned i = 0; i < edge->config.n_origins; i++)
+                if (strcmp(origin, edge->config.origins[i]) == 0)
+                        return true;
+        if (edge->config.n_origins > 0 || lws_hdr_copy(wsi, host, sizeof(host), WSI_TOKEN_HOST) <= 0)
+                return false;
+        snprintf(own, sizeof(own), "https://%s", host);
+        return strcmp(origin, own) == 0;
+}
+
+/* Paths of pages and scripts: letters, digits and "/._-", no "..": the
+ * file mount never sees anything else. */
+static bool path_acceptable(const char *path)
+{
+        if (path[0] != '/' || strstr(path, ".."))
+                return false;
+        for (const char *p = path; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      strchr("/._-", *p)))
+                        return false;
+        return true;
+}
+
+static void ws_established(struct lws *wsi, struct ws_data *d)
+{
+        struct edge *edge = edge_of(wsi);
+        char path[64], ticket[EDGE_TICKET_MAX + 2], address[EDGE_ADDRESS_MAX + 1] = "";
+        enum console_kind kind;
+        const char *t;
+
+        d->refused = true;
+        if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_GET_URI) <= 0)
+                return;
+        if (strcmp(path, "/console/vnc") == 0)
+                kind = CONSOLE_VNC;
+        else if (strcmp(path, "/console/serial") == 0)
+                kind = CONSOLE_SERIAL;
+        else
+                return;
+        t = lws_get_urlarg_by_name(wsi, "ticket=", ticket, sizeof(ticket));
+        if (!t || strlen(t) > EDGE_TICKET_MAX)
+                return;
+        lws_get_peer_simple(wsi, address, sizeof(address));
+        d->session = edge_session_new(edge, wsi, kind, t, address);
+        d->refused = d->session == NULL;
+}
+
+/* lws 4.1.6 on a foreign libuv loop hangs up without the close frame that
+ * lws_close_reason() prepares, so the frame is written here (opcode
+ * LWS_WRITE_CLOSE, 4, which lws keeps out of its public enum) and the
+ * connection closed after it. */
+int edge_ws_close(struct lws *wsi, int code)
+{
+        unsigned char frame[LWS_PRE + 8] = { 0 };
+
+        frame[LWS_PRE] = (unsigned char)(code >> 8);
+        frame[LWS_PRE + 1] = (unsigned char)code;
+        memcpy(frame + LWS_PRE + 2, "closed", 6);
+        lws_write(wsi, frame + LWS_PRE, 8, (enum lws_write_protocol)4);
+        return -1;
+}
+
+/* Sent with every page and script: they load only their own scripts and
+ * talk only to this server; nobody may frame them. */
+static const struct lws_protocol_vhost_options header_no_store = { NULL, NULL, "cache-control:", "no-store" };
+static const struct lws_protocol_vhost_options header_referrer = { &header_no_store, NULL, "referrer-policy:",
+                                                                   "no-referrer" };
+static const struct lws_protocol_vhost_options header_nosniff = { &header_referrer, NULL,
+                                                                  "x-content-type-options:", "nosniff" };
+static const struct lws_protocol_vhost_options headers = {
+        &header_nosniff, NULL, "content-security-policy:",
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; connect-src 'self' wss:; "
+        "frame-ancestors 'none'"
+};
+
+static int callback_console(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+        struct ws_data *d = user;
+        char uri[256];
+
+        switch (reason) {
+        case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+                return !path_acceptable(in);
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+                if (!origin_allowed(wsi)) {
+                        lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_ORIGIN);
+                        log_info("edge: websocket refused: origin not allowed", "origin=\"%s\"", uri);
+                        return 1;
+                }
+                return 0;
+        case LWS_CALLBACK_ESTABLISHED:
+                ws_established(wsi, d);
+                if (d->refused)
+                        lws_callback_on_writable(wsi);
+                return 0;
+        case LWS_CALLBACK_SERVER_WRITEABLE:
+                if (d->refused) {
+                        return edge_ws_close(wsi, EDGE_CLOSE_REFUSED);
+                }
+                return d->session ? edge_session_writable(d->session) : -1;
+        case LWS_CALLBACK_RECEIVE:
+                if (d->session)
+                        edge_session_received(d->session, in, len);
+                return 0;
+        case LWS_CALLBACK_CLOSED:
+                if (d->session)
+                        edge_session_ws_closed(d->session);
+                d->session = NULL;
+                return 0;
+        default:
+                return lws_callback_http_dummy(wsi, reason, user, in, len);
+        }
+}
+
+static const struct lws_protocols protocols[] = {
+        /* First: a websocket without a subprotocol, and plain HTTP, land here. */
+        { .name = "vpsd-console", .callback = callback_console, .per_session_data_size = sizeof(struct ws_data),
+          .rx_buffer_size = 65536 },
+        { 0 },
+};
+
+static void lws_log(int level, const char *line)
+{
+        char text[512];
+        size_t n;
+
+        snprintf(text, sizeof(text), "%s", line);
+        n = strlen(text);
+        while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+                text[--n] = '\0';
+        log_write(level == LLL_ERR ? LOG_LEVEL_ERROR : LOG_LEVEL_WARN, "edge: libwebsockets", "line=\"%s\"", text);
+}
+
+int edge_server_start(struct edge *edge, struct error *err)
+{
+        static struct lws_http_mount mount = {
+                .mountpoint = "/",
+                .mountpoint_len = 1,
+                .def = "index.html",
+                .origin_protocol = LWSMPRO_FILE,
+        };
+        struct lws_context_creation_info info;
+        void *loops[] = { edge->loop };
+
+        mount.origin = edge->config.web_dir;
+        memset(&info, 0, sizeof(info));
+        info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        if (!strchr(edge->config.listen_address, ':'))
+                info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+        info.foreign_loops = loops;
+        info.port = (int)edge->config.port;
+        info.iface = edge->config.listen_address;
+        info.protocols = protocols;
+        info.mounts = &mount;
+        info.headers = &headers;
+        info.ssl_cert_filepath = edge->config.cert;
+        info.ssl_private_key_filepath = edge->config.key;
+        /* HTTP/1.1 only: websockets over h2 are a second code path for
+         * nothing the console needs. */
+        info.alpn = "http/1.1";
+        info.uid = -1;
+        info.gid = -1;
+        info.user = edge;
+        info.timeout_secs = 10;
+        /* Two fds a session (websocket, console), and some to spare. */
+        info.fd_limit_per_thread = edge->config.max_sessions * 2 + 256;
+        lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+        edge->lws = lws_create_context(&info);
+        if (!edge->lws)
+                return error_set(err, -EIO, "libwebsockets: cannot serve on %s port %u (see its messages above)",
+                                 edge->config.listen_address, edge->config.port);
+        return 0;
+}
+
+int edge_server_port(struct edge *edge)
+{
+        struct lws_vhost *vh = lws_get_vhost_by_name(edge->lws, "default");
+
+        return vh ? lws_get_vhost_listen_port(vh) : -1;
+}
+
+void edge_server_stop(struct edge *edge)
+{
+        if (!edge->lws)
+                return;
+        lws_context_destroy(edge->lws);
+        edge->lws = NULL;
+}

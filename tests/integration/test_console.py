@@ -1,0 +1,253 @@
+"""The web console without guests: vpsd with console_listen starts the real
+vpsd-edge, and a service row put in its store (after reconcile) has a run
+folder whose vnc.sock and serial.sock are test servers. Tickets from a
+test ledger and from vpsctl; every kind of bad ticket refused alike; the
+edge killed and restarted; the edge's user kept out of guest sockets and
+the database. Guests and browsers: test_console_guest.py."""
+
+import json
+import os
+import pwd
+import signal
+import socket
+import sqlite3
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+import console_client as cc
+import edge_harness
+
+SERVICE = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
+OTHER = "2c5f39cb-3fb2-42e3-994a-1127e4ddb538"
+
+
+def edge_pid(vpsd):
+    out = subprocess.run(["pgrep", "-P", str(vpsd.proc.pid), "-f", "vpsd-edge"], capture_output=True, text=True)
+    pids = [int(p) for p in out.stdout.split()]
+    return pids[0] if pids else None
+
+
+class ConsoleNode:
+    def __init__(self, vpsd, ledger, port):
+        self.vpsd = vpsd
+        self.ledger = ledger
+        self.port = port
+        self.targets = []
+
+    @property
+    def origin(self):
+        return f"https://127.0.0.1:{self.port}"
+
+    def url(self, kind, ticket):
+        return f"wss://127.0.0.1:{self.port}/console/{kind}?ticket={ticket}"
+
+    def db(self):
+        return sqlite3.connect(self.vpsd.state_dir / "vpsd.db")
+
+    def add_service(self, u, account="acct-42", state="running"):
+        """A service row as provision leaves it, and a run folder as QEMU's
+        user makes it, with test servers on its console sockets."""
+        now = int(time.time())
+        with self.db() as db:
+            db.execute("INSERT INTO services (uuid, account_id, hostname, state, vcpus, memory_mib, disk_gib, "
+                       "port_speed_mbit, template, mac, created_at, updated_at) VALUES "
+                       "(?, ?, 'web1', ?, 1, 256, 1, 100, 'tiny', ?, ?, ?)",
+                       (u, account, state, "52:54:00:%02x:%02x:%02x" % tuple(os.urandom(3)), now, now))
+        run = self.vpsd.root / "guests" / u
+        run.mkdir(parents=True)
+        vnc = edge_harness.EchoTarget(run / "vnc.sock", greeting=b"RFB 003.008\n")
+        serial = edge_harness.EchoTarget(run / "serial.sock")
+        self.targets += [vnc, serial]
+        try:
+            qemu = pwd.getpwnam("libvirt-qemu")
+            for p in (run, run / "vnc.sock", run / "serial.sock"):
+                os.chown(p, qemu.pw_uid, qemu.pw_gid)
+        except KeyError:
+            pass
+        os.chmod(run, 0o750)
+        return run
+
+    def set_state(self, u, state, busy=None):
+        with self.db() as db:
+            db.execute("UPDATE services SET state = ?, busy_operation = ? WHERE uuid = ?", (state, busy, u))
+
+    def open(self, kind, ticket, **kw):
+        return cc.session(self.url(kind, ticket), self.origin, **kw)
+
+
+@pytest.fixture
+def node(vpsd_factory, tmp_path):
+    v = vpsd_factory()
+    ledger = cc.Ledger()
+    key = ledger.public_pem(v.root / "ledger.pub")
+    port = edge_harness.free_port()
+    v.start(console_listen=f"127.0.0.1:{port}", ledger_public_key=key, guest_run_dir=v.root / "guests",
+            console_max_failed_tickets=50)
+    v.wait_log("console ready")
+    n = ConsoleNode(v, ledger, port)
+    n.add_service(SERVICE)
+    yield n
+    for t in n.targets:
+        t.close()
+    assert v.stop() == 0, v.log_text()
+
+
+def test_valid_tickets_reach_the_consoles(node):
+    t = node.ledger.ticket(SERVICE, "acct-42", kind="vnc")
+    assert node.open("vnc", t, expect=b"RFB 003.008\n") == ("open", b"RFB 003.008\n")
+    t = node.ledger.ticket(SERVICE, "acct-42", kind="serial")
+    assert node.open("serial", t, send=b"echo hello\r", expect=b"echo hello\r") == ("open", b"echo hello\r")
+    node.vpsd.wait_log("console session opened")
+    assert "account=\"acct-42\" kind=serial" in node.vpsd.log_text()
+
+
+def test_vpsctl_ticket(node):
+    r = node.vpsd.ctl_json("console", "ticket", SERVICE, "--kind", "serial")
+    assert r["kind"] == "serial" and r["uuid"] == SERVICE
+    assert r["url"] == f"https://127.0.0.1:{node.port}/serial.html#ticket={r['ticket']}"
+    assert r["expires_at"] - time.time() <= 61
+    assert node.open("serial", r["ticket"], send=b"x", expect=b"x") == ("open", b"x")
+    human = node.vpsd.ctl("console", "ticket", SERVICE).stdout
+    assert f"https://127.0.0.1:{node.port}/vnc.html#ticket=" in human
+    assert node.vpsd.ctl("console", "ticket", OTHER, check=False).returncode == 1
+    assert node.vpsd.ctl("console", "ticket", SERVICE, "--kind", "ssh", check=False).returncode == 2
+
+
+def test_every_bad_ticket_is_refused_alike(node):
+    node.add_service(OTHER, account="acct-7")
+    now = int(time.time())
+    good = node.ledger.ticket(SERVICE, "acct-42")
+    assert node.open("vnc", good, expect=b"RFB")[0] == "open"
+    forger = cc.Ledger()
+    payload = cc.Ledger.payload(SERVICE, "acct-42")
+    body, sig = node.ledger.sign(payload).split(".")
+    tampered = cc.b64(payload.replace(b"acct-42", b"acct-43")) + "." + sig
+    bad = {
+        "expired": node.ledger.ticket(SERVICE, "acct-42", iat=now - 200, exp=now - 140),
+        "too long a life": node.ledger.ticket(SERVICE, "acct-42", iat=now, exp=now + 61),
+        "replayed": good,
+        "forged": forger.ticket(SERVICE, "acct-42"),
+        "tampered": tampered,
+        "other account's": node.ledger.ticket(SERVICE, "acct-7"),
+        "other service's": node.ledger.ticket(OTHER, "acct-42"),
+        "wrong kind": node.ledger.ticket(SERVICE, "acct-42", kind="serial"),
+        "unknown service": node.ledger.ticket(str(uuid.uuid4()), "acct-42"),
+        "garbage": "not-a-ticket",
+        "empty": "",
+    }
+    outcomes = {name: node.open("vnc", t) for name, t in bad.items()}
+    # Suspended, terminated, stopped and busy services, with tickets that
+    # would otherwise be good.
+    for state, busy in (("suspended", None), ("terminated", None), ("stopped", None), ("running", "reinstall")):
+        node.set_state(SERVICE, state, busy)
+        outcomes[f"{state} {busy or ''}"] = node.open("vnc", node.ledger.ticket(SERVICE, "acct-42"))
+    node.set_state(SERVICE, "running")
+    assert set(outcomes.values()) == {("closed", cc.REFUSED, "closed")}, outcomes
+    log = node.vpsd.log_text()
+    for reason in ("expired", "lifetime", "replayed", "bad signature", "does not own", "not on this node",
+                   "used for a vnc console", "suspended", "terminated", "stopped", "busy: reinstall", "malformed"):
+        assert reason in log, reason
+    assert good not in log, "a ticket is never logged"
+
+
+def test_origin_checked(node):
+    t = node.ledger.ticket(SERVICE, "acct-42")
+    assert cc.session(node.url("vnc", t), "https://evil.example") == ("dropped",)
+    assert cc.session(node.url("vnc", t), None) == ("dropped",)
+    assert "origin not allowed" in node.vpsd.log_text()
+    # The refused handshake did not spend the ticket.
+    assert node.open("vnc", t, expect=b"RFB")[0] == "open"
+
+
+def test_failed_tickets_per_address_are_limited(vpsd_factory):
+    v = vpsd_factory()
+    ledger = cc.Ledger()
+    port = edge_harness.free_port()
+    v.start(console_listen=f"127.0.0.1:{port}", ledger_public_key=ledger.public_pem(v.root / "l.pub"),
+            guest_run_dir=v.root / "guests", console_max_failed_tickets=3)
+    v.wait_log("console ready")
+    n = ConsoleNode(v, ledger, port)
+    n.add_service(SERVICE)
+    for _ in range(3):
+        assert n.open("vnc", cc.Ledger().ticket(SERVICE, "acct-42"))[:2] == ("closed", cc.REFUSED)
+    assert n.open("vnc", ledger.ticket(SERVICE, "acct-42"))[:2] == ("closed", cc.REFUSED)
+    assert "too many failed tickets from this address" in v.log_text()
+    for t in n.targets:
+        t.close()
+    assert v.stop() == 0
+
+
+def test_sessions_per_service_are_limited(node):
+    import asyncio
+    import websockets
+
+    async def run():
+        held = []
+        for _ in range(4):
+            ws = await websockets.connect(node.url("serial", node.ledger.ticket(SERVICE, "acct-42", kind="serial")),
+                                          ssl=cc.tls(), origin=node.origin)
+            held.append(ws)
+        await asyncio.sleep(0.5)
+        fifth = await cc._session(node.url("serial", node.ledger.ticket(SERVICE, "acct-42", kind="serial")),
+                                  node.origin)
+        for ws in held:
+            await ws.close()
+        return fifth
+
+    assert asyncio.run(run())[:2] == ("closed", cc.REFUSED)
+    assert "console sessions at their limit" in node.vpsd.log_text()
+
+
+def test_edge_killed_is_restarted(node):
+    pid = edge_pid(node.vpsd)
+    assert pid
+    os.kill(pid, signal.SIGKILL)
+    node.vpsd.wait_log("vpsd-edge exited; restarting it")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if node.vpsd.log_text().count("console ready") >= 2:
+            break
+        time.sleep(0.1)
+    assert edge_pid(node.vpsd) not in (None, pid)
+    t = node.ledger.ticket(SERVICE, "acct-42")
+    assert node.open("vnc", t, expect=b"RFB")[0] == "open"
+
+
+def test_edge_runs_unprivileged_and_cannot_reach_guests_or_state(node):
+    pid = edge_pid(node.vpsd)
+    status = Path(f"/proc/{pid}/status").read_text()
+    edge_uid = pwd.getpwnam("vpsd-edge").pw_uid
+    assert f"Uid:\t{edge_uid}\t{edge_uid}\t{edge_uid}\t{edge_uid}" in status
+    assert "NoNewPrivs:\t1" in status
+    assert "Groups:\t\n" in status or "Groups:\t \n" in status
+    # As its user, as a shell there would be: no guest socket, no database.
+    probe = ("import socket, sys\n"
+             "fails = 0\n"
+             "for path in sys.argv[1:3]:\n"
+             "    s = socket.socket(socket.AF_UNIX)\n"
+             "    try: s.connect(path)\n"
+             "    except OSError: fails += 1\n"
+             "try: open(sys.argv[3], 'rb')\n"
+             "except OSError: fails += 1\n"
+             "print(fails)\n")
+    run = node.vpsd.root / "guests" / SERVICE
+    r = subprocess.run(["setpriv", f"--reuid={edge_uid}", f"--regid={pwd.getpwnam('vpsd-edge').pw_gid}",
+                        "--clear-groups", "/usr/bin/python3", "-c", probe, str(run / "vnc.sock"),
+                        str(run / "serial.sock"), str(node.vpsd.state_dir / "vpsd.db")],
+                       capture_output=True, text=True, timeout=30)
+    assert r.stdout.strip() == "3", r.stderr
+
+
+def test_static_pages_and_headers(node):
+    import urllib.request
+    import urllib.error
+    for page in ("vnc.html", "serial.html", "novnc/core/rfb.js", "xterm/xterm.js"):
+        with urllib.request.urlopen(f"https://127.0.0.1:{node.port}/{page}", context=cc.tls()) as r:
+            assert r.status == 200
+            assert "default-src 'self'" in r.headers["content-security-policy"]
+    with pytest.raises(urllib.error.HTTPError):
+        urllib.request.urlopen(f"https://127.0.0.1:{node.port}/novnc/../../../etc/passwd", context=cc.tls())
