@@ -52,22 +52,55 @@ enum uuid_action {
         ACTION_TERMINATE,
         ACTION_PAUSE,
         ACTION_RESUME,
+        ACTION_SUSPEND,   /* {reason?}: an operator's, for abuse handling */
+        ACTION_UNSUSPEND,
+        ACTION_RENEW,     /* {paid_until} */
 };
 
-/* service.start, .stop, .restart, .force-off, .terminate, .pause and
- * .resume: {"uuid": …}. */
+#define REASON_MAX 200
+
+/* An operator's suspension reason: short, printable, one line. */
+static int reason_get(struct json_object *params, const char **ret, struct error *err)
+{
+        struct json_object *o = NULL;
+        const char *text;
+
+        *ret = "suspended by the operator";
+        if (!json_object_object_get_ex(params, "reason", &o))
+                return 0;
+        if (!json_object_is_type(o, json_type_string))
+                return error_set(err, -EINVAL, "parameter `reason`: a string is expected");
+        text = json_object_get_string(o);
+        if (!text[0] || strlen(text) > REASON_MAX)
+                return error_set(err, -EINVAL, "parameter `reason`: 1 to %d characters", REASON_MAX);
+        for (const char *c = text; *c; c++)
+                if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                        return error_set(err, -EINVAL, "parameter `reason`: no control characters");
+        *ret = text;
+        return 0;
+}
+
+/* service.start, .stop, .restart, .force-off, .terminate, .pause,
+ * .resume, .suspend, .unsuspend and .renew: {"uuid": …} and what the
+ * action takes besides. */
 static void uuid_operation(struct control_call *call, struct json_object *params, struct vpsd *v,
                            enum uuid_action action, enum guest_power power)
 {
-        struct json_object *u = NULL;
+        struct json_object *u = NULL, *until = NULL;
         struct error err = { 0 };
-        const char *uuid;
+        const char *uuid, *reason = NULL;
         char actor[64];
         int r = -EINVAL;
 
-        static const char *const allowed[] = { "uuid", NULL };
+        static const char *const plain[] = { "uuid", NULL };
+        static const char *const with_reason[] = { "uuid", "reason", NULL };
+        static const char *const with_until[] = { "uuid", "paid_until", NULL };
+        const char *const *allowed = action == ACTION_SUSPEND ? with_reason
+                                     : action == ACTION_RENEW ? with_until
+                                                              : plain;
 
-        if (control_params_check(params, allowed, &err) < 0) {
+        if (control_params_check(params, allowed, &err) < 0 ||
+            (action == ACTION_SUSPEND && reason_get(params, &reason, &err) < 0)) {
                 control_call_fail(call, err.code, err.msg);
                 return;
         }
@@ -75,9 +108,25 @@ static void uuid_operation(struct control_call *call, struct json_object *params
                 control_call_fail(call, -EINVAL, "parameter `uuid` (a string) is required");
                 return;
         }
+        if (action == ACTION_RENEW &&
+            (!json_object_object_get_ex(params, "paid_until", &until) || !json_object_is_type(until, json_type_int))) {
+                control_call_fail(call, -EINVAL, "parameter `paid_until` (Unix seconds) is required");
+                return;
+        }
         uuid = json_object_get_string(u);
         actor_of(call, actor, sizeof(actor));
         switch (action) {
+        case ACTION_SUSPEND:
+                r = guest_suspend(v->guests, uuid, GUEST_SUSPEND_OPERATOR, reason, actor, operation_done, call, &err);
+                break;
+        case ACTION_UNSUSPEND:
+                r = guest_unsuspend(v->guests, uuid, actor, operation_done, call, &err);
+                break;
+        case ACTION_RENEW:
+                r = v->leases ? lease_renew(v->leases, uuid, json_object_get_int64(until), actor, operation_done, call,
+                                            &err)
+                              : error_set(&err, -EAGAIN, "leases are not enforced yet; try again shortly");
+                break;
         case ACTION_POWER:
                 r = guest_power(v->guests, uuid, power, actor, operation_done, call, &err);
                 break;
@@ -223,4 +272,19 @@ void control_service_resize(struct control_call *call, struct json_object *param
         if (guest_resize(v->guests, uuid, &plan, confirm && json_object_get_boolean(confirm), actor, operation_done,
                          call, &err) < 0)
                 control_call_fail(call, err.code, err.msg);
+}
+
+void control_service_suspend(struct control_call *call, struct json_object *params, void *userdata)
+{
+        uuid_operation(call, params, userdata, ACTION_SUSPEND, 0);
+}
+
+void control_service_unsuspend(struct control_call *call, struct json_object *params, void *userdata)
+{
+        uuid_operation(call, params, userdata, ACTION_UNSUSPEND, 0);
+}
+
+void control_service_renew(struct control_call *call, struct json_object *params, void *userdata)
+{
+        uuid_operation(call, params, userdata, ACTION_RENEW, 0);
 }

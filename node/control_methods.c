@@ -110,11 +110,47 @@ static void method_service_show(struct control_call *call, struct json_object *p
         const char *uuid = NULL;
 
         if (control_params_check(params, allowed, &err) < 0 || param_string(params, "uuid", &uuid, &err) < 0 ||
-            service_show_json(v->store, uuid, &service, &err) < 0) {
+            service_show_json(v->store, uuid, &service, &err) < 0 || lease_annotate(v->store, service, &err) < 0) {
+                json_object_put(service);
                 fail(call, &err);
                 return;
         }
         control_call_reply(call, service);
+}
+
+/* policy.show: the lease policy (grace, retention, autonomous removal). */
+static void method_policy_show(struct control_call *call, struct json_object *params, void *userdata)
+{
+        static const char *const allowed[] = { NULL };
+        struct vpsd *v = userdata;
+        struct lease_policy p;
+        struct error err = { 0 };
+
+        if (control_params_check(params, allowed, &err) < 0 || lease_policy_load(v->store, &p, &err) < 0) {
+                fail(call, &err);
+                return;
+        }
+        control_call_reply(call, lease_policy_json(&p));
+}
+
+/* policy.set: any of grace_s, retention_s, autonomous_removal; the whole
+ * policy in reply. */
+static void method_policy_set(struct control_call *call, struct json_object *params, void *userdata)
+{
+        struct vpsd *v = userdata;
+        struct lease_policy p;
+        struct error err = { 0 };
+        char actor[48];
+
+        if (lease_policy_update(v->store, params, &p, &err) < 0) {
+                fail(call, &err);
+                return;
+        }
+        snprintf(actor, sizeof(actor), "operator uid=%u", (unsigned)control_call_peer_uid(call));
+        logbook_audit(v->store, actor, "policy", "", "ok",
+                      json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN));
+        leases_kick(v->leases);
+        control_call_reply(call, lease_policy_json(&p));
 }
 
 /* service.traffic: {uuid, period?} (day, week, month (default), year). */
@@ -306,6 +342,11 @@ const struct control_method vpsd_control_methods[] = {
         { "service.terminate", control_service_terminate },
         { "service.pause", control_service_pause },
         { "service.resume", control_service_resume },
+        { "service.suspend", control_service_suspend },
+        { "service.unsuspend", control_service_unsuspend },
+        { "service.renew", control_service_renew },
+        { "policy.show", method_policy_show },
+        { "policy.set", method_policy_set },
         { "service.reinstall", control_service_reinstall },
         { "service.resize", control_service_resize },
         { "console.ticket", control_console_ticket },

@@ -112,6 +112,29 @@ int guest_terminate(struct guests *guests, const char *uuid, const char *actor, 
 int guest_pause(struct guests *guests, const char *uuid, bool pause, const char *actor, guest_done_fn done,
                 void *userdata, struct error *err);
 
+enum guest_suspend_kind {
+        GUEST_SUSPEND_LEASE,    /* its paid lease ended: the node's own decision; retention runs */
+        GUEST_SUSPEND_LEDGER,   /* the ledger said so */
+        GUEST_SUSPEND_OPERATOR, /* abuse handling on the node */
+};
+
+/* Suspends a running or stopped service: recorded first (why, when, the
+ * power state to go back to), then its port passes nothing, its vCPUs are
+ * paused through QMP and its console sessions end; memory and disks are
+ * kept. A service already suspended is answered at once. */
+int guest_suspend(struct guests *guests, const char *uuid, enum guest_suspend_kind kind, const char *reason,
+                  const char *actor, guest_done_fn done, void *userdata, struct error *err);
+
+/* Lifts a suspension (or a removal-queued state) in place: the port
+ * passes again and the guest goes on where it was paused (or starts, if
+ * its QEMU is gone). */
+int guest_unsuspend(struct guests *guests, const char *uuid, const char *actor, guest_done_fn done,
+                    void *userdata, struct error *err);
+
+/* A lease-suspended service whose retention ended becomes removal-queued
+ * (the ledger is told through the outbox). */
+int guest_removal_queue(struct guests *guests, int64_t service_id, const char *uuid, struct error *err);
+
 /* Frees when no operation is running (the loop has drained). Accepts
  * NULL; returns NULL. */
 struct guests *guests_free(struct guests *guests);

@@ -201,8 +201,12 @@ static void listed(int status, const char *message, char **names, const enum vir
                         t.op = OP_START;
                         snprintf(t.step, sizeof(t.step), "start");
                         task_add(rc, &t);
-                } else if (strcmp(state, "running") == 0) {
-                        /* Running as it should: vpsd watches it again. */
+                } else if (strcmp(state, "running") == 0 ||
+                           (states[i] == VIRT_STATE_RUNNING &&
+                            (strcmp(state, "suspended") == 0 || strcmp(state, "removal-queued") == 0))) {
+                        /* Running as it should (a suspended guest keeps its
+                         * memory): vpsd watches it again, and its monitor
+                         * keeps a suspended one paused. */
                         guest_monitor_watch(rc->g, t.service_id, t.uuid);
                 } else if (strcmp(state, "stopped") == 0 && states[i] == VIRT_STATE_RUNNING) {
                         t.op = OP_FORCE_OFF;

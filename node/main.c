@@ -142,6 +142,7 @@ static void stop(struct vpsd *v)
         v->monitors = monitors_free(v->monitors);
         if (v->guests)
                 guests_set_monitors(v->guests, NULL);
+        v->leases = leases_free(v->leases);
         /* A last traffic sample; the table stays and keeps filtering. */
         if (v->guests)
                 guests_set_network(v->guests, NULL);
@@ -305,6 +306,9 @@ static void on_reconciled(int status, const struct error *reconcile_err, struct 
         /* Tickets are taken only from a node that reconcile made whole. */
         if (r == 0)
                 r = console_begin(v, &err);
+        /* Leases are enforced on a node that reconcile made whole. */
+        if (r == 0)
+                r = leases_new(v->loop, v->store, v->guests, &v->leases, &err);
         if (r == 0)
                 r = control_start(v->loop, v->cfg.control_socket, &limits, vpsd_control_methods, v, &v->control,
                                   &err);

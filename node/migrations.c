@@ -172,6 +172,17 @@ static const char migration_0006[] =
         ") WITHOUT ROWID;"
         "CREATE INDEX console_nonces_expiry ON console_nonces (expires_at);";
 
+static const char migration_0007[] =
+        /* Suspension (node/guest_suspend.c, node/lease.c): when and why a
+         * service was suspended: `lease` (its paid lease ended: the node's
+         * own decision, after which retention runs), `ledger` or
+         * `operator` (held until lifted); and the power state it goes back
+         * to when it is lifted. */
+        "ALTER TABLE services ADD COLUMN suspended_at INTEGER;"
+        "ALTER TABLE services ADD COLUMN suspend_kind TEXT CHECK (suspend_kind IN ('lease', 'ledger', 'operator'));"
+        "ALTER TABLE services ADD COLUMN resume_state TEXT CHECK (resume_state IN ('running', 'stopped'));"
+        "CREATE INDEX services_paid_until ON services (paid_until) WHERE paid_until IS NOT NULL;";
+
 const struct migration store_migrations[] = {
         { 1, "services, addresses, ssh keys, logs, journal, outbox", migration_0001 },
         { 2, "templates", migration_0002 },
@@ -179,5 +190,6 @@ const struct migration store_migrations[] = {
         { 4, "guest runtime facts from QMP events", migration_0004 },
         { 5, "traffic counters and buckets", migration_0005 },
         { 6, "console ticket nonces", migration_0006 },
+        { 7, "suspension: when, why, and the state to go back to", migration_0007 },
 };
 const size_t store_migrations_count = ARRAY_SIZE(store_migrations);

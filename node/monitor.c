@@ -91,6 +91,38 @@ static void set_stopped(struct monitor *w, const char *why)
         logbook_audit(w->m->store, "guest", "stop", w->uuid, "ok", why);
 }
 
+static bool service_suspended(struct monitors *m, int64_t id)
+{
+        cleanup_stmt sqlite3_stmt *stmt = NULL;
+
+        if (store_prepare(m->store, "SELECT 1 FROM services WHERE id = ?1 AND state IN ('suspended', 'removal-queued')",
+                          &stmt, NULL) < 0)
+                return false;
+        sqlite3_bind_int64(stmt, 1, id);
+        return sqlite3_step(stmt) == SQLITE_ROW;
+}
+
+static void paused_again(struct qmp *qmp, struct json_object *result, const struct error *err, void *userdata)
+{
+        struct monitor *w = userdata;
+
+        (void)qmp;
+        (void)result;
+        if (err)
+                log_warn("cannot pause a suspended guest", "service=%s error=\"%s\"", w->uuid, err->msg);
+}
+
+/* A suspended service's vCPUs stay paused, whatever happened meanwhile
+ * (vpsd restarted, someone resumed the guest around vpsd). */
+static void enforce_suspension(struct monitor *w, const char *why)
+{
+        if (!w->qmp || !service_suspended(w->m, w->service_id))
+                return;
+        log_info("pausing a suspended guest", "service=%s why=\"%s\"", w->uuid, why);
+        if (qmp_simple(w->qmp, QMP_STOP, QMP_TIMEOUT_MS, paused_again, w, NULL) < 0)
+                log_warn("cannot pause a suspended guest", "service=%s", w->uuid);
+}
+
 /* A fact about the running guest (paused, tray, boot time), whoever
  * caused it: true even while an operation holds the service. sql sets one
  * column from ?2 for the service ?1. */
@@ -128,6 +160,7 @@ static void on_event(struct qmp *qmp, const char *name, struct json_object *data
                 fact_record(w, "UPDATE services SET paused = ?2 WHERE id = ?1", 1);
         } else if (strcmp(name, "RESUME") == 0) {
                 fact_record(w, "UPDATE services SET paused = ?2 WHERE id = ?1", 0);
+                enforce_suspension(w, "resumed while suspended");
         } else if (strcmp(name, "RESET") == 0) {
                 const char *reason = json_object_object_get_ex(data, "reason", &field) &&
                                                      json_object_is_type(field, json_type_string)
@@ -197,6 +230,7 @@ static void on_state(struct qmp *qmp, enum qmp_state state, const struct error *
         if (state == QMP_RUNNING) {
                 w->retries = 0;
                 log_debug("qmp monitor connected", "service=%s", w->uuid);
+                enforce_suspension(w, "monitor connected");
                 return;
         }
         if (state != QMP_DISCONNECTED || w->gone)

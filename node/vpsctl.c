@@ -46,6 +46,15 @@ static void usage(FILE *out)
                 "  service pause|resume UUID\n"
                 "                          stop or go on with the guest's vCPUs (QMP); memory, disks and\n"
                 "                          network are kept\n"
+                "  service suspend UUID [--reason TEXT]\n"
+                "                          abuse handling: the guest is paused, its traffic dropped and its\n"
+                "                          consoles closed, memory and disks kept (recorded as the operator's)\n"
+                "  service unsuspend UUID  lift a suspension in place\n"
+                "  service renew UUID UNTIL\n"
+                "                          a new paid_until (Unix seconds or YYYY-MM-DDTHH:MM:SSZ); a lease\n"
+                "                          suspension it ends is lifted\n"
+                "  policy show | policy set KEY=VALUE...\n"
+                "                          lease policy: grace_s, retention_s, autonomous_removal (true|false)\n"
                 "  service terminate UUID  destroy the guest and its disk, release its addresses\n"
                 "  service resize UUID KEY=VALUE... [--confirm-disk-shrink]\n"
                 "                          a new plan: vcpus, memory_mib, disk_gib, port_speed_mbit,\n"
@@ -282,6 +291,11 @@ static void print_service(struct json_object *s)
                 printf("%-12s %s\n", i == 0 ? "ssh keys" : "",
                        jstr(json_object_array_get_idx(keys, i), "fingerprint"));
         printf("paid until   %s\n", format_time(t, sizeof(t), s, "paid_until"));
+        {
+                struct json_object *next = json_object_object_get(s, "next");
+                if (next)
+                        printf("next         %s at %s\n", jstr(next, "event"), format_time(t, sizeof(t), next, "at"));
+        }
         if (json_object_object_get(s, "booted_at"))
                 printf("booted       %s\n", format_time(t, sizeof(t), s, "booted_at"));
         printf("cd tray      %s\n", json_object_get_boolean(json_object_object_get(s, "cdrom_tray_open")) ? "open" : "closed");
@@ -380,6 +394,84 @@ static int read_spec(const char *path, struct json_object **ret, struct error *e
         return 0;
 }
 
+/* Unix seconds, or an ISO 8601 UTC time YYYY-MM-DDTHH:MM:SSZ. */
+static int time_parse(const char *text, int64_t *ret)
+{
+        struct tm tm = { 0 };
+        const char *end;
+        char *num_end = NULL;
+        long long n;
+
+        if (text[0] >= '0' && text[0] <= '9' && !strchr(text, '-')) {
+                errno = 0;
+                n = strtoll(text, &num_end, 10);
+                if (errno || *num_end || n < 0)
+                        return -EINVAL;
+                *ret = n;
+                return 0;
+        }
+        end = strptime(text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        if (!end || *end)
+                return -EINVAL;
+        *ret = (int64_t)timegm(&tm);
+        return 0;
+}
+
+/* policy set KEY=VALUE…: grace_s and retention_s in seconds,
+ * autonomous_removal true or false. */
+static int policy_params(char **args, int n, struct json_object **ret)
+{
+        struct json_object *o = json_object_new_object();
+
+        for (int i = 0; i < n; i++) {
+                char *eq = strchr(args[i], '='), *end = NULL;
+                long long v;
+                if (!eq || eq == args[i]) {
+                        json_object_put(o);
+                        die(2, "`%s` is not KEY=VALUE", args[i]);
+                        return -EINVAL;
+                }
+                *eq = '\0';
+                if (strcmp(eq + 1, "true") == 0 || strcmp(eq + 1, "false") == 0) {
+                        json_object_object_add(o, args[i], json_object_new_boolean(eq[1] == 't'));
+                        continue;
+                }
+                errno = 0;
+                v = strtoll(eq + 1, &end, 10);
+                if (errno || !eq[1] || *end) {
+                        json_object_put(o);
+                        die(2, "%s: `%s` is not a number, true or false", args[i], eq + 1);
+                        return -EINVAL;
+                }
+                json_object_object_add(o, args[i], json_object_new_int64(v));
+        }
+        *ret = o;
+        return 0;
+}
+
+static void print_policy(struct json_object *r)
+{
+        int64_t grace = jint(r, "grace_s"), retention = jint(r, "retention_s");
+
+        printf("grace               %" PRId64 " s (%.1f days) after paid_until, then suspended\n", grace,
+               (double)grace / 86400);
+        printf("retention           %" PRId64 " s (%.1f days) after a lease suspension, then removal-queued\n",
+               retention, (double)retention / 86400);
+        printf("autonomous removal  %s\n", json_object_get_boolean(json_object_object_get(r, "autonomous_removal"))
+                                                   ? "yes: removal-queued services are terminated by the node"
+                                                   : "no: data is destroyed only on the ledger's terminate");
+}
+
+static void print_renewed(struct json_object *r)
+{
+        char t[32];
+
+        if (json_object_object_get(r, "paid_until"))
+                printf("service %s: paid until %s\n", jstr(r, "uuid"), format_time(t, sizeof(t), r, "paid_until"));
+        else
+                printf("service %s: renewed; %s again\n", jstr(r, "uuid"), jstr(r, "state"));
+}
+
 /* params {"uuid": uuid}, or exit status 2 for a malformed UUID. */
 static int uuid_params(const char *uuid, struct json_object **params)
 {
@@ -400,7 +492,7 @@ static int service_command(char **args, int nargs, const char *template_name, bo
         } ops[] = { { "start", "service.start" },         { "stop", "service.stop" },
                     { "restart", "service.restart" },     { "force-off", "service.force-off" },
                     { "terminate", "service.terminate" }, { "pause", "service.pause" },
-                    { "resume", "service.resume" } };
+                    { "resume", "service.resume" },       { "unsuspend", "service.unsuspend" } };
         struct error err = { 0 };
 
         if (nargs >= 4 && strcmp(args[1], "resize") == 0) {
@@ -584,7 +676,7 @@ int main(int argc, char **argv)
                 { "all", no_argument, NULL, 'a' },          { "os", required_argument, NULL, 'o' },
                 { "min-disk", required_argument, NULL, 'm' }, { "template", required_argument, NULL, 't' },
                 { "confirm-disk-shrink", no_argument, NULL, 'C' }, { "period", required_argument, NULL, 'p' },
-                { "kind", required_argument, NULL, 'k' },
+                { "kind", required_argument, NULL, 'k' },   { "reason", required_argument, NULL, 'r' },
                 {},
         };
         const char *socket_path = getenv("VPSD_CONTROL_SOCKET");
@@ -592,7 +684,7 @@ int main(int argc, char **argv)
         struct json_object *params = NULL;
         void (*print)(struct json_object *) = NULL;
         const char *method = NULL, *os_name = NULL, *min_disk = NULL, *template_name = NULL, *period = NULL;
-        const char *kind = NULL;
+        const char *kind = NULL, *reason = NULL;
         int timeout_ms = REPLY_TIMEOUT_MS;
         struct error err = { 0 };
         bool json = false, all = false, confirm_shrink = false;
@@ -629,6 +721,9 @@ int main(int argc, char **argv)
                 case 'p':
                         period = optarg;
                         break;
+                case 'r':
+                        reason = optarg;
+                        break;
                 case 'k':
                         kind = optarg;
                         break;
@@ -663,6 +758,31 @@ int main(int argc, char **argv)
                         return 2;
                 method = "service.show";
                 print = print_service;
+        } else if (strcmp(args[0], "service") == 0 && nargs == 3 && strcmp(args[1], "suspend") == 0) {
+                if (uuid_params(args[2], &params))
+                        return 2;
+                method = "service.suspend";
+                print = print_service_state;
+                if (reason)
+                        json_object_object_add(params, "reason", json_object_new_string(reason));
+        } else if (strcmp(args[0], "service") == 0 && nargs == 4 && strcmp(args[1], "renew") == 0) {
+                int64_t until;
+                if (time_parse(args[3], &until) < 0)
+                        return die(2, "`%.64s` is not a time: Unix seconds or YYYY-MM-DDTHH:MM:SSZ", args[3]);
+                if (uuid_params(args[2], &params))
+                        return 2;
+                json_object_object_add(params, "paid_until", json_object_new_int64(until));
+                method = "service.renew";
+                print = print_renewed;
+                timeout_ms = SERVICE_TIMEOUT_MS;
+        } else if (strcmp(args[0], "policy") == 0 && nargs == 2 && strcmp(args[1], "show") == 0) {
+                method = "policy.show";
+                print = print_policy;
+        } else if (strcmp(args[0], "policy") == 0 && nargs >= 3 && strcmp(args[1], "set") == 0) {
+                if (policy_params(args + 2, nargs - 2, &params) < 0)
+                        return 2;
+                method = "policy.set";
+                print = print_policy;
         } else if (strcmp(args[0], "service") == 0 && nargs >= 2 && strcmp(args[1], "list") != 0 &&
                    strcmp(args[1], "show") != 0) {
                 int r = service_command(args, nargs, template_name, confirm_shrink, &method, &params, &print);
@@ -694,6 +814,8 @@ int main(int argc, char **argv)
                 return die(2, "unknown command `%s`; try `vpsctl --help`", args[0]);
         if (kind && strcmp(method, "console.ticket") != 0)
                 return die(2, "--kind goes with `console ticket` only");
+        if (reason && strcmp(method, "service.suspend") != 0)
+                return die(2, "--reason goes with `service suspend` only");
         if (period && strcmp(method, "service.traffic") != 0)
                 return die(2, "--period goes with `traffic` only");
         if (all && strcmp(method, "service.list") != 0)

@@ -11,6 +11,7 @@
 #include "node/monitor.h"
 #include "node/store.h"
 #include "node/guest.h"
+#include "node/lease.h"
 #include "node/template.h"
 #include "node/virt.h"
 
@@ -26,6 +27,7 @@ struct vpsd {
         struct guests *guests;
         struct monitors *monitors;
         struct network *network;
+        struct leases *leases;
         struct control *control;
         struct console *console; /* NULL when console_listen is empty */
         struct hvprobe *probe;
@@ -53,6 +55,9 @@ void control_service_force_off(struct control_call *call, struct json_object *pa
 void control_service_terminate(struct control_call *call, struct json_object *params, void *userdata);
 void control_service_pause(struct control_call *call, struct json_object *params, void *userdata);
 void control_service_resume(struct control_call *call, struct json_object *params, void *userdata);
+void control_service_suspend(struct control_call *call, struct json_object *params, void *userdata);
+void control_service_unsuspend(struct control_call *call, struct json_object *params, void *userdata);
+void control_service_renew(struct control_call *call, struct json_object *params, void *userdata);
 void control_service_reinstall(struct control_call *call, struct json_object *params, void *userdata);
 void control_console_ticket(struct control_call *call, struct json_object *params, void *userdata);
 void control_service_resize(struct control_call *call, struct json_object *params, void *userdata);

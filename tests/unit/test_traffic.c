@@ -15,13 +15,13 @@
 #include "common/util.h"
 #include "node/store.h"
 #include "node/traffic.h"
+#include "store_fixture.h"
 
 /* 2026-11-23 10:02:30 UTC */
 #define T0 1795428150
 
 struct fixture {
-        char dir[64];
-        char db[128];
+        struct store_fixture base;
         struct store *store;
         int64_t id;
 };
@@ -29,14 +29,10 @@ struct fixture {
 static int setup(void **state)
 {
         struct fixture *f = calloc(1, sizeof(*f));
-        struct error err = { 0 };
 
-        strcpy(f->dir, "/tmp/test-traffic-XXXXXX");
-        if (!mkdtemp(f->dir))
+        if (!f || store_fixture_open(&f->base, "traffic") < 0)
                 return -1;
-        snprintf(f->db, sizeof(f->db), "%s/vpsd.db", f->dir);
-        if (store_open(f->db, &f->store, &err) < 0)
-                return -1;
+        f->store = f->base.store;
         if (sqlite3_exec(store_db(f->store),
                          "INSERT INTO services (uuid, account_id, hostname, state, vcpus, memory_mib, disk_gib, "
                          "port_speed_mbit, template, mac, created_at, updated_at) VALUES "
@@ -52,14 +48,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
         struct fixture *f = *state;
-        char cmd[160];
+        int r = store_fixture_close(&f->base);
 
-        store_close(f->store);
-        snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
-        if (system(cmd) != 0)
-                return -1;
         free(f);
-        return 0;
+        return r;
 }
 
 static void sample(struct fixture *f, uint64_t in_bytes, uint64_t out_bytes, int64_t at)
