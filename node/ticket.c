@@ -67,11 +67,13 @@ static int field(const char **p, const char *end, const char *key, char *out, si
         nl = memchr(*p, '\n', (size_t)(end - *p));
         if (!nl || (size_t)(nl - *p) >= size || nl == *p)
                 return -EINVAL;
-        memcpy(out, *p, (size_t)(nl - *p));
-        out[nl - *p] = '\0';
-        for (const char *c = out; *c; c++)
+        /* Every byte printable, NUL included in the check: a value that
+         * a C string would cut short has no one canonical form. */
+        for (const char *c = *p; c < nl; c++)
                 if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
                         return -EINVAL;
+        memcpy(out, *p, (size_t)(nl - *p));
+        out[nl - *p] = '\0';
         *p = nl + 1;
         return 0;
 }

@@ -172,24 +172,33 @@ static void test_forged_and_tampered(void **state)
 static void test_signed_garbage(void **state)
 {
         struct keys *k = *state;
-        static const char *const payloads[] = {
-                "vpsd-console-ticket-2\n",
-                "vpsd-console-ticket-1\nservice=nope\n",
-                "vpsd-console-ticket-1\nservice=1b4e28ba-2fa1-41d2-883f-0016d3cca427\naccount=a\nkind=ssh\n",
-                "vpsd-console-ticket-1\nservice=1b4e28ba-2fa1-41d2-883f-0016d3cca427\naccount=a\nkind=vnc\n"
-                "iat=01\nexp=2\nnonce=AAAAAAAAAAAAAAAAAAAAAA\n",
-                "vpsd-console-ticket-1\nservice=1b4e28ba-2fa1-41d2-883f-0016d3cca427\naccount=a\nkind=vnc\n"
-                "iat=1\nexp=2\nnonce=AAAAAAAAAAAAAAAAAAAAAA\nextra=1\n",
-                "vpsd-console-ticket-1\nservice=1b4e28ba-2fa1-41d2-883f-0016d3cca427\naccount=a\nkind=vnc\n"
-                "iat=1\nexp=2\nnonce=AAAAAAAAAAAAAAAAAAAAA\n",
+#define PAYLOAD(text) { text, sizeof(text) - 1 }
+        static const struct {
+                const char *bytes;
+                size_t len;
+        } payloads[] = {
+                PAYLOAD("vpsd-console-ticket-2\n"),
+                PAYLOAD("vpsd-console-ticket-1\nservice=nope\n"),
+                PAYLOAD("vpsd-console-ticket-1\nservice=1b4e28ba-2fa1-41d2-883f-0016d3cca427\naccount=a\nkind=ssh\n"),
+                PAYLOAD("vpsd-console-ticket-1\nservice=1b4e28ba-2fa1-41d2-883f-0016d3cca427\naccount=a\nkind=vnc\n"
+                        "iat=01\nexp=2\nnonce=AAAAAAAAAAAAAAAAAAAAAA\n"),
+                PAYLOAD("vpsd-console-ticket-1\nservice=1b4e28ba-2fa1-41d2-883f-0016d3cca427\naccount=a\nkind=vnc\n"
+                        "iat=1\nexp=2\nnonce=AAAAAAAAAAAAAAAAAAAAAA\nextra=1\n"),
+                PAYLOAD("vpsd-console-ticket-1\nservice=1b4e28ba-2fa1-41d2-883f-0016d3cca427\naccount=a\nkind=vnc\n"
+                        "iat=1\nexp=2\nnonce=AAAAAAAAAAAAAAAAAAAAA\n"),
+                /* A NUL inside a value (found by fuzz_ticket): no C string
+                 * may cut a field short. */
+                PAYLOAD("vpsd-console-ticket-1\nservice=1b4e28ba-2fa1-41d2-883f-0016d3cca427\naccount=a\0b\nkind=vnc\n"
+                        "iat=1\nexp=2\nnonce=AAAAAAAAAAAAAAAAAAAAAA\n"),
         };
+#undef PAYLOAD
         for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
                 uint8_t sig[ED25519_SIGNATURE_SIZE];
                 char text[EDGE_TICKET_MAX + 1];
                 size_t n;
 
-                assert_int_equal(ed25519_sign(k->ledger, payloads[i], strlen(payloads[i]), sig, NULL), 0);
-                assert_int_equal(base64url_encode(payloads[i], strlen(payloads[i]), text, sizeof(text)), 0);
+                assert_int_equal(ed25519_sign(k->ledger, payloads[i].bytes, payloads[i].len, sig, NULL), 0);
+                assert_int_equal(base64url_encode(payloads[i].bytes, payloads[i].len, text, sizeof(text)), 0);
                 n = strlen(text);
                 text[n++] = '.';
                 assert_int_equal(base64url_encode(sig, sizeof(sig), text + n, sizeof(text) - n), 0);
