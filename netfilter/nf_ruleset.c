@@ -5,6 +5,7 @@
 #include "netfilter/nf_ruleset.h"
 
 #include <errno.h>
+#include <linux/if_ether.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter_bridge.h>
@@ -36,7 +37,7 @@ static const struct nf_set_def set_defs[NF_SET_COUNT] = {
         [NF_SET_ARP] = { "arp", { NF_FIELD_IFNAME, NF_FIELD_ETHER, NF_FIELD_IPV4 }, 3, 0, 0 },
         [NF_SET_IP6] = { "ip6", { NF_FIELD_IFNAME, NF_FIELD_IPV6 }, 2, 0, 0 },
         [NF_SET_SOLICITED] = { "solicited", { NF_FIELD_IFNAME, NF_FIELD_IPV6 }, 2, 0, 0 },
-        [NF_MAP_DISPATCH] = { "dispatch", { NF_FIELD_IFNAME, NF_FIELD_ETHERTYPE }, 2, NFT_SET_MAP, 0 },
+        [NF_SET_FAMILIES] = { "families", { NF_FIELD_IFNAME, NF_FIELD_ETHERTYPE }, 2, 0, 0 },
         [NF_MAP_TX_COUNTER] = { "tx_counters", { NF_FIELD_IFNAME }, 1, NFT_SET_OBJECT, NFT_OBJECT_COUNTER },
         [NF_MAP_RX_COUNTER] = { "rx_counters", { NF_FIELD_IFNAME }, 1, NFT_SET_OBJECT, NFT_OBJECT_COUNTER },
         [NF_MAP_TX_LIMIT] = { "tx_limits", { NF_FIELD_IFNAME }, 1, NFT_SET_OBJECT, NFT_OBJECT_LIMIT },
@@ -156,10 +157,6 @@ struct nftnl_set *nf_ruleset_set(const char *table, enum nf_set_id id)
         nftnl_set_set_u32(s, NFTNL_SET_FLAGS, def->flags);
         nftnl_set_set_u32(s, NFTNL_SET_KEY_TYPE, key_type);
         nftnl_set_set_u32(s, NFTNL_SET_KEY_LEN, nf_set_key_len(id));
-        if (def->flags & NFT_SET_MAP) {
-                nftnl_set_set_u32(s, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
-                nftnl_set_set_u32(s, NFTNL_SET_DATA_LEN, 0);
-        }
         if (def->flags & NFT_SET_OBJECT)
                 nftnl_set_set_u32(s, NFTNL_SET_OBJ_TYPE, def->obj_type);
         /* An interface name is a string in host byte order: without saying
@@ -362,19 +359,6 @@ static void put_lookup(struct builder *b, uint32_t sreg, enum nf_set_id set, uin
         nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, flags);
 }
 
-static void put_vmap(struct builder *b, enum nf_set_id set)
-{
-        struct nftnl_expr *e = expr_add(b, "lookup");
-
-        if (!e)
-                return;
-        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, reg(REG_PORT));
-        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_VERDICT);
-        if (nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, set_defs[set].name) < 0)
-                b->failed = true;
-        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_FLAGS, 0);
-}
-
 /* The port's name, then fields loaded from the packet at (base, offset,
  * len) into the registers after it, looked up in set. */
 struct field_load {
@@ -447,6 +431,17 @@ static void chains_base(struct builder *b)
 }
 
 
+/* Frames of ethertype `type` go to chain if the port has that family. */
+static void dispatch(struct builder *b, uint16_t type, const char *chain, const char *comment)
+{
+        static const struct field_load ether_type = { LL, 12, 2 };
+
+        rule_begin(b, "from_guest", comment);
+        match_be16(b, LL, 12, type);
+        match_port_key(b, FROM_GUEST, NF_SET_FAMILIES, &ether_type, 1, 0);
+        put_verdict(b, NFT_GOTO, chain);
+}
+
 static void chain_from_guest(struct builder *b)
 {
         static const struct field_load ether_saddr = { LL, 6, 6 };
@@ -465,14 +460,15 @@ static void chain_from_guest(struct builder *b)
         put_verdict(b, NF_DROP, NULL);
 
         /* VLAN and Q-in-Q frames read as 0x8100/0x88a8 here (the kernel
-         * puts an offloaded tag back for payload reads), so they are in no
-         * element and reach the drop below, as do all other ethertypes and
-         * a family the guest has no address in. */
-        rule_begin(b, "from_guest", "IPv4 and ARP, or IPv6, if it has addresses of that family");
-        put_port(b, FROM_GUEST);
-        put_payload(b, LL, 12, 2, REG_SECOND);
-        put_vmap(b, NF_MAP_DISPATCH);
-
+         * puts an offloaded tag back for payload reads), so they match none
+         * of these and reach the drop below, as do all other ethertypes and
+         * a family the guest has no address in. Not a verdict map keyed by
+         * port: the kernel re-validates every element of a verdict map
+         * (loop detection) at each commit that adds one, which would make
+         * adding a guest cost O(guests). */
+        dispatch(b, ETH_P_IP, "guest_ip4", "IPv4, if it has IPv4 addresses");
+        dispatch(b, ETH_P_IPV6, "guest_ip6", "IPv6, if it has IPv6 addresses");
+        dispatch(b, ETH_P_ARP, "guest_arp", "ARP, if it has IPv4 addresses");
         rule_drop(b, "from_guest", "any other ethertype, VLAN and Q-in-Q included");
 }
 
