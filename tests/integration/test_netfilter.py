@@ -9,8 +9,6 @@ import ipaddress
 import itertools
 import json
 import statistics
-import subprocess
-import time
 
 import pytest
 
@@ -287,27 +285,6 @@ def test_counters_are_exact(lab):
 
 # ------------------------------------------------------------- port speed
 
-def iperf(lab, client, server_ip, seconds=4):
-    """TCP throughput from client to server_ip (bits/s, as received), with
-    the first second left out: a limit's bucket starts full."""
-    server_ns = next(g for g in lab.guests.values() if server_ip in g.ipv4).netns
-    server = server_ns.popen("iperf3", "-s", "-1", "-p", "5201", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(50):
-            r = client.netns.run("iperf3", "-c", server_ip, "-p", "5201", "-t", seconds, "-O", "1", "-J", check=False,
-                                 timeout=seconds + 30)
-            out = json.loads(r.stdout) if r.stdout.strip().startswith("{") else {}
-            if r.returncode == 0 and "sum_received" in out.get("end", {}):
-                return out["end"]["sum_received"]["bits_per_second"]
-            if "connect" not in out.get("error", "connect"):  # anything but "server not up yet"
-                raise AssertionError(f"iperf3: {out.get('error')}")
-            time.sleep(0.1)
-        raise AssertionError(f"iperf3 failed: {r.stdout[-500:]} {r.stderr}")
-    finally:
-        server.kill()
-        server.wait()
-
-
 def test_port_speed_both_directions_and_live_change(lab):
     g3, g4 = lab.guests["g3"], lab.guests["g4"]
     results = {}
@@ -315,7 +292,7 @@ def test_port_speed_both_directions_and_live_change(lab):
                                               ("g4 receives at 30", 0, 30, 30)):
         t = lab.driver.ok("apply", guest=g3.spec(speed=g3_speed))
         lab.driver.ok("apply", guest=g4.spec(speed=g4_speed))
-        mbit = iperf(lab, g3, g4.ipv4[0]) / 1e6
+        mbit = Lab.iperf(g3, g4, seconds=4) / 1e6
         results[label] = (round(mbit, 1), limit, t["us"])
     lab.driver.ok("check")
     print("port speed (Mbit/s measured, limit, apply us):", results)
