@@ -189,6 +189,7 @@ integration: all
 # Benchmarks print a ratio against the peer measured in the same run.
 bench: all
 	$(PYTHON) tests/bench/bench_lifecycle.py
+	$(PYTHON) tests/bench/bench_netfilter.py
 
 check: deps
 	$(MAKE) --no-print-directory all

@@ -88,7 +88,7 @@ int nf_rebuild(struct nf *nf, const struct nf_guest *guests, size_t n, struct er
 int nf_guest_apply(struct nf *nf, const struct nf_guest *g, struct error *err);
 
 /* Removes the port and its counters in ONE batch. -ENOENT if it is not
- * managed. */
+ * managed; -ESTALE before the first nf_rebuild(). */
 int nf_guest_remove(struct nf *nf, const char *ifname, struct error *err);
 
 /* The counters of one managed port (-ENOENT if it has none). */

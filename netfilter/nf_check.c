@@ -189,12 +189,10 @@ static int check_rules(struct nf *nf, struct error *err)
 
 /* ------------------------------------------------------------------- sets */
 
-/* Not the data length: for a verdict map we send 0 and the kernel reports
- * the size of its verdict. */
 static bool set_attrs_equal(const struct nftnl_set *want, const struct nftnl_set *have)
 {
         static const uint16_t attrs[] = { NFTNL_SET_FLAGS, NFTNL_SET_KEY_TYPE, NFTNL_SET_KEY_LEN, NFTNL_SET_DATA_TYPE,
-                                          NFTNL_SET_OBJ_TYPE };
+                                          NFTNL_SET_DATA_LEN, NFTNL_SET_OBJ_TYPE };
 
         for (size_t i = 0; i < ARRAY_SIZE(attrs); i++) {
                 uint32_t w = nftnl_set_is_set(want, attrs[i]) ? nftnl_set_get_u32(want, attrs[i]) : 0;
@@ -262,15 +260,8 @@ static int elems_cb(const struct nlmsghdr *nlh, void *data)
                 x->key_len = (uint8_t)(len < NF_KEY_MAX ? len : NF_KEY_MAX);
                 if (key)
                         memcpy(x->key, key, x->key_len);
-                if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_CHAIN))
-                        snprintf(x->data, sizeof(x->data), "%s%s",
-                                 nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_VERDICT) == (uint32_t)NFT_GOTO ? "" : "jump ",
-                                 nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_CHAIN));
-                else if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_OBJREF))
+                if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_OBJREF))
                         snprintf(x->data, sizeof(x->data), "%s", nftnl_set_elem_get_str(e, NFTNL_SET_ELEM_OBJREF));
-                else if (nftnl_set_elem_is_set(e, NFTNL_SET_ELEM_VERDICT))
-                        snprintf(x->data, sizeof(x->data), "verdict %d",
-                                 (int)nftnl_set_elem_get_u32(e, NFTNL_SET_ELEM_VERDICT));
         }
         goto out;
 fail:

@@ -204,9 +204,9 @@ static int footprint_ipv4(struct nf_footprint *fp, const struct nf_guest *g)
         if (r == 0) /* ARP probes (RFC 5227): sender IP 0.0.0.0, from its MAC */
                 r = elem_add(fp, NF_SET_ARP, g->ifname, (const void *[]){ g->mac, &probe }, NULL, 0);
         if (r == 0)
-                r = elem_add(fp, NF_MAP_DISPATCH, g->ifname, (const void *[]){ ip }, NF_CHAIN_GUEST_IP4, 0);
+                r = elem_add(fp, NF_SET_FAMILIES, g->ifname, (const void *[]){ ip }, NULL, 0);
         if (r == 0)
-                r = elem_add(fp, NF_MAP_DISPATCH, g->ifname, (const void *[]){ arp }, NF_CHAIN_GUEST_ARP, 0);
+                r = elem_add(fp, NF_SET_FAMILIES, g->ifname, (const void *[]){ arp }, NULL, 0);
         return r;
 }
 
@@ -246,7 +246,7 @@ static int footprint_ipv6(struct nf_footprint *fp, const struct nf_guest *g)
         if (r == 0)
                 r = elem_add(fp, NF_SET_IP6_PORTS, g->ifname, NULL, NULL, 0);
         if (r == 0)
-                r = elem_add(fp, NF_MAP_DISPATCH, g->ifname, (const void *[]){ ip6 }, NF_CHAIN_GUEST_IP6, 0);
+                r = elem_add(fp, NF_SET_FAMILIES, g->ifname, (const void *[]){ ip6 }, NULL, 0);
         return r;
 }
 
@@ -437,14 +437,8 @@ struct nftnl_set *nf_elems_build(const char *table, enum nf_set_id set, const st
                         goto fail;
                 if (!with_data)
                         continue;
-                if (def->flags & NFT_SET_MAP) {
-                        nftnl_set_elem_set_u32(e, NFTNL_SET_ELEM_VERDICT, NFT_GOTO);
-                        if (nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_CHAIN, elems[i]->data) < 0)
-                                goto fail;
-                } else if ((def->flags & NFT_SET_OBJECT) &&
-                           nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_OBJREF, elems[i]->data) < 0) {
+                if ((def->flags & NFT_SET_OBJECT) && nftnl_set_elem_set_str(e, NFTNL_SET_ELEM_OBJREF, elems[i]->data) < 0)
                         goto fail;
-                }
         }
         return s;
 fail:

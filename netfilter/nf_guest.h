@@ -10,8 +10,8 @@
 #include "netfilter/nf.h"
 #include "netfilter/nf_ruleset.h"
 
-/* One set or map element. For a verdict map, data is the chain to go to;
- * for an object map, the object's name; else "". version distinguishes two
+/* One set or map element. For an object map, data is the object's name;
+ * else "". version distinguishes two
  * elements that send alike but refer to different objects of one name (a
  * limit at a new rate), so a speed change replaces the element too. */
 struct nf_elem {

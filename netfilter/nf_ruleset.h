@@ -23,7 +23,7 @@ enum nf_set_id {
         NF_SET_ARP,         /* ifname . ether_addr . ipv4_addr (sender) */
         NF_SET_IP6,         /* ifname . ipv6_addr */
         NF_SET_SOLICITED,   /* ifname . ipv6_addr: solicited-node groups */
-        NF_MAP_DISPATCH,    /* ifname . ether_type : verdict */
+        NF_SET_FAMILIES,    /* ifname . ether_type: IPv4 and ARP, IPv6, if it has addresses of them */
         NF_MAP_TX_COUNTER,  /* ifname : counter */
         NF_MAP_RX_COUNTER,  /* ifname : counter */
         NF_MAP_TX_LIMIT,    /* ifname : limit */
@@ -49,7 +49,7 @@ struct nf_set_def {
         const char *name;
         enum nf_field fields[NF_FIELDS_MAX];
         unsigned n_fields;
-        uint32_t flags;    /* NFT_SET_MAP (verdict map), NFT_SET_OBJECT (object map) or 0 */
+        uint32_t flags;    /* NFT_SET_OBJECT (object map) or 0 */
         uint32_t obj_type; /* NFT_OBJECT_*, for object maps */
 };
 
@@ -58,11 +58,6 @@ const struct nf_set_def *nf_set_def(enum nf_set_id id);
 uint32_t nf_set_key_len(enum nf_set_id id);
 /* A field's length in a key (padded) and in the packet (not padded). */
 uint32_t nf_field_key_len(enum nf_field f);
-
-/* Chain names the verdict map jumps to. */
-#define NF_CHAIN_GUEST_IP4 "guest_ip4"
-#define NF_CHAIN_GUEST_ARP "guest_arp"
-#define NF_CHAIN_GUEST_IP6 "guest_ip6"
 
 /* Rules and chains, in the order they are created. */
 struct nf_chain_def {

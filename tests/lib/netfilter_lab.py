@@ -203,6 +203,29 @@ class Lab:
         return got
 
     @staticmethod
+    def iperf(client, server, seconds=3):
+        """TCP throughput from guest client to guest server (bits/s as
+        received; both with their IPv4 configured), the first second left
+        out: a port's limit starts with a full bucket."""
+        ip = server.ipv4[0]
+        proc = server.netns.popen("iperf3", "-s", "-1", "-p", "5201", stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            for _ in range(50):
+                r = client.netns.run("iperf3", "-c", ip, "-p", "5201", "-t", seconds, "-O", "1", "-J", check=False,
+                                     timeout=seconds + 30)
+                out = json.loads(r.stdout) if r.stdout.strip().startswith("{") else {}
+                if r.returncode == 0 and "sum_received" in out.get("end", {}):
+                    return out["end"]["sum_received"]["bits_per_second"]
+                if "connect" not in out.get("error", "connect"):  # anything but "server not up yet"
+                    raise RuntimeError(f"iperf3: {out.get('error')}")
+                time.sleep(0.1)
+            raise RuntimeError(f"iperf3 failed: {r.stdout[-500:]} {r.stderr}")
+        finally:
+            proc.kill()
+            proc.wait()
+
+    @staticmethod
     def send(sender, frames):
         reply = sender.agent.call(cmd="send", iface="eth0", frames=[bytes(f).hex() for f in frames])
         assert reply["ok"], reply

@@ -83,10 +83,10 @@ static void footprint_of_a_typical_guest(void **state)
         assert_string_equal(out, "ip6 { \"vnet7\" . 2001:db8::10 }\nip6 { \"vnet7\" . fe80::5054:ff:feab:cdef }\n");
         format_set(&fp, NF_SET_SOLICITED, out, sizeof(out));
         assert_string_equal(out, "solicited { \"vnet7\" . ff02::1:ff00:10 }\nsolicited { \"vnet7\" . ff02::1:ffab:cdef }\n");
-        format_set(&fp, NF_MAP_DISPATCH, out, sizeof(out));
-        assert_string_equal(out, "dispatch { \"vnet7\" . 0x0800 : guest_ip4 }\n"
-                                 "dispatch { \"vnet7\" . 0x0806 : guest_arp }\n"
-                                 "dispatch { \"vnet7\" . 0x86dd : guest_ip6 }\n");
+        format_set(&fp, NF_SET_FAMILIES, out, sizeof(out));
+        assert_string_equal(out, "families { \"vnet7\" . 0x0800 }\n"
+                                 "families { \"vnet7\" . 0x0806 }\n"
+                                 "families { \"vnet7\" . 0x86dd }\n");
         format_set(&fp, NF_MAP_TX_COUNTER, out, sizeof(out));
         assert_string_equal(out, "tx_counters { \"vnet7\" : tx_vnet7 }\n");
         format_set(&fp, NF_MAP_TX_LIMIT, out, sizeof(out));
@@ -129,8 +129,8 @@ static void footprint_follows_the_plan(void **state)
         assert_string_equal(out, "");
         format_set(&fp, NF_SET_IP6_PORTS, out, sizeof(out));
         assert_string_equal(out, "");
-        format_set(&fp, NF_MAP_DISPATCH, out, sizeof(out));
-        assert_string_equal(out, "dispatch { \"vnet7\" . 0x0800 : guest_ip4 }\ndispatch { \"vnet7\" . 0x0806 : guest_arp }\n");
+        format_set(&fp, NF_SET_FAMILIES, out, sizeof(out));
+        assert_string_equal(out, "families { \"vnet7\" . 0x0800 }\nfamilies { \"vnet7\" . 0x0806 }\n");
         nf_footprint_free(&fp);
 
         /* No IPv4: no ARP at all, probes included. */
