@@ -32,8 +32,10 @@ DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST)
 COMMON_SRC := $(wildcard common/*.c)
 NODE_SRC   := $(filter-out node/main.c node/vpsctl.c,$(wildcard node/*.c))
 NF_SRC     := $(wildcard netfilter/*.c)
-LIB_SRC    := $(COMMON_SRC) $(NODE_SRC) $(NF_SRC)
-HEADERS    := $(wildcard common/*.h node/*.h netfilter/*.h console/*.h)
+# billing-sync/: the sync codec both ends link, and the reference ledger.
+BILLING_SRC := $(filter-out billing-sync/ledger_main.c,$(wildcard billing-sync/*.c))
+LIB_SRC    := $(COMMON_SRC) $(NODE_SRC) $(NF_SRC) $(BILLING_SRC)
+HEADERS    := $(wildcard common/*.h node/*.h netfilter/*.h console/*.h billing-sync/*.h)
 # vpsd-edge: console/ and common/ only, never node/ (no SQLite, no libvirt).
 EDGE_SRC   := $(wildcard console/*.c)
 EDGE_PKGS  := libuv libwebsockets libcrypto
