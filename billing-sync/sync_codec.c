@@ -621,6 +621,27 @@ int sync_msg_encode(const struct sync_msg *msg, struct json_object **ret_obj, st
         return 0;
 }
 
+int sync_msg_to_body(const struct sync_msg *msg, char **ret_text, struct error *err)
+{
+        cleanup_json struct json_object *obj = NULL;
+        struct sync_msg bare = *msg;
+        int r;
+
+        bare.n = 0;
+        r = sync_msg_encode(&bare, &obj, err);
+        return r < 0 ? r : sync_canon_write(obj, SYNC_MSG_MAX, ret_text, NULL, err);
+}
+
+int sync_msg_from_body(const char *text, struct sync_msg *ret_msg, struct error *err)
+{
+        cleanup_json struct json_object *obj = NULL;
+        int r = json_parse_object(text, strlen(text), &obj, err);
+
+        if (r == 0 && json_object_object_get_ex(obj, "n", NULL))
+                r = error_set(err, -EINVAL, "a stored message has no `n`");
+        return r < 0 ? r : sync_msg_decode(obj, ret_msg, err);
+}
+
 int sync_msg_set_json(char **field, const char *json_text, struct error *err)
 {
         cleanup_json struct json_object *obj = NULL;

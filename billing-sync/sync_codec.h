@@ -148,6 +148,12 @@ struct sync_msg *sync_msg_free(struct sync_msg *msg);
 int sync_msg_set_json(char **field, const char *json_text, struct error *err);
 int sync_msg_add_ssh_key(struct sync_msg *msg, const char *line, struct error *err);
 
+/* A message without the session's envelope ("n", "mac") as canonical
+ * JSON, and back: what a command journal or an outbox keeps, to build
+ * again with sync_session_build() when it is (re)sent. */
+int sync_msg_to_body(const struct sync_msg *msg, char **ret_text, struct error *err);
+int sync_msg_from_body(const char *text, struct sync_msg *ret_msg, struct error *err);
+
 /* The protocol's error code for a refusal ("malformed", "bad-mac" …), and
  * whether it ends the session (unsupported-version, unauthenticated). */
 const char *sync_reject_code(int r);
