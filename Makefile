@@ -48,7 +48,7 @@ ASAN_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/asan/%,$(UNIT_SRC))
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
-PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/vpsd-edge $(BUILD)/web/.built $(BUILD)/tests/hvprobe_boot $(BUILD)/tests/virt_domain $(BUILD)/tests/qmp_probe \
+PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/vps-ledger $(BUILD)/vpsd-edge $(BUILD)/web/.built $(BUILD)/tests/hvprobe_boot $(BUILD)/tests/virt_domain $(BUILD)/tests/qmp_probe \
             $(BUILD)/tests/nf_driver
 
 # The console's pages (console/web) with noVNC from Debian's `novnc` and
@@ -138,6 +138,10 @@ $(BUILD)/vpsd-edge: $(EDGE_OBJ) $(BUILD)/libcommon.a
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(EDGE_LIBS)
 
 $(BUILD)/vpsctl: $(BUILD)/obj/node/vpsctl.o $(BUILD)/libvpsd.a
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/vps-ledger: $(BUILD)/obj/billing-sync/ledger_main.o $(BUILD)/libvpsd.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
