@@ -32,8 +32,10 @@ DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST)
 COMMON_SRC := $(wildcard common/*.c)
 NODE_SRC   := $(filter-out node/main.c node/vpsctl.c,$(wildcard node/*.c))
 NF_SRC     := $(wildcard netfilter/*.c)
-LIB_SRC    := $(COMMON_SRC) $(NODE_SRC) $(NF_SRC)
-HEADERS    := $(wildcard common/*.h node/*.h netfilter/*.h console/*.h)
+# billing-sync/: the sync codec both ends link, and the reference ledger.
+BILLING_SRC := $(filter-out billing-sync/ledger_main.c,$(wildcard billing-sync/*.c))
+LIB_SRC    := $(COMMON_SRC) $(NODE_SRC) $(NF_SRC) $(BILLING_SRC)
+HEADERS    := $(wildcard common/*.h node/*.h netfilter/*.h console/*.h billing-sync/*.h)
 # vpsd-edge: console/ and common/ only, never node/ (no SQLite, no libvirt).
 EDGE_SRC   := $(wildcard console/*.c)
 EDGE_PKGS  := libuv libwebsockets libcrypto
@@ -46,7 +48,7 @@ ASAN_BIN   := $(patsubst tests/unit/%.c,$(BUILD)/asan/%,$(UNIT_SRC))
 FUZZ_SRC   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BIN   := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 
-PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/vpsd-edge $(BUILD)/web/.built $(BUILD)/tests/hvprobe_boot $(BUILD)/tests/virt_domain $(BUILD)/tests/qmp_probe \
+PROGRAMS := $(BUILD)/vpsd $(BUILD)/vpsctl $(BUILD)/vps-ledger $(BUILD)/vpsd-edge $(BUILD)/web/.built $(BUILD)/tests/hvprobe_boot $(BUILD)/tests/virt_domain $(BUILD)/tests/qmp_probe \
             $(BUILD)/tests/nf_driver
 
 # The console's pages (console/web) with noVNC from Debian's `novnc` and
@@ -136,6 +138,10 @@ $(BUILD)/vpsd-edge: $(EDGE_OBJ) $(BUILD)/libcommon.a
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(EDGE_LIBS)
 
 $(BUILD)/vpsctl: $(BUILD)/obj/node/vpsctl.o $(BUILD)/libvpsd.a
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/vps-ledger: $(BUILD)/obj/billing-sync/ledger_main.o $(BUILD)/libvpsd.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 

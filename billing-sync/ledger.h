@@ -1,0 +1,105 @@
+/* The reference ledger's store and rules (docs/ledger.md): accounts with
+ * a prepaid wallet and its credit log, plans, nodes with capacity and
+ * address pools, services and their leases, and the per-node command
+ * journal the sync endpoint sends from. Each operation is one SQLite
+ * transaction: it happens whole or not at all. Times come from the
+ * caller (`now`), so that tests can move the clock.
+ *
+ * Results are JSON objects (docs/ledger.md shows them); the caller owns
+ * them. Refusals: -ENOENT (no such account, plan, node or service),
+ * -EEXIST, -ENOSPC (insufficient balance, no capacity, no address),
+ * -EPERM (not allowed in the service's state), -EINVAL (bad input), each
+ * with err saying which. */
+#pragma once
+
+#include <json-c/json.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "node/store.h"
+
+extern const struct migration ledger_migrations[];
+extern const size_t ledger_migrations_count;
+
+#define LEDGER_ID_MAX 128       /* account ids */
+#define LEDGER_NAME_MAX 64      /* plan names, node ids, templates */
+#define LEDGER_BULK_MAX 256     /* services in one bulk renewal */
+#define LEDGER_SSH_KEYS_MAX 32
+#define LEDGER_POOLS_MAX 16     /* per node */
+
+struct ledger;
+
+/* Opens (creating it 0600) and migrates the ledger's database. */
+int ledger_open(const char *path, struct ledger **ret_ledger, struct error *err);
+/* Accepts NULL; returns NULL. */
+struct ledger *ledger_close(struct ledger *ledger);
+
+int ledger_account_create(struct ledger *ledger, const char *id, const char *name, int64_t now, struct error *err);
+/* Adds cents (> 0) to the wallet; then renews what was suspended for want
+ * of it (see ledger_tick). */
+int ledger_top_up(struct ledger *ledger, const char *account, int64_t cents, const char *memo, int64_t now,
+                  struct json_object **ret, struct error *err);
+/* Balance and credit log, the log checked against the balance. */
+int ledger_account_show(struct ledger *ledger, const char *account, struct json_object **ret, struct error *err);
+
+struct ledger_plan {
+        char name[LEDGER_NAME_MAX + 1];
+        int64_t vcpus, memory_mib, disk_gib, port_speed_mbit;
+        int64_t traffic_gib; /* 0: unmetered */
+        int64_t cycle_months;
+        int64_t price;       /* cents a cycle */
+};
+int ledger_plan_create(struct ledger *ledger, const struct ledger_plan *plan, struct error *err);
+int ledger_plan_list(struct ledger *ledger, struct json_object **ret, struct error *err);
+
+struct ledger_node {
+        char id[LEDGER_NAME_MAX + 1];
+        int64_t vcpus, memory_mib, disk_gib;
+        const char *pools[LEDGER_POOLS_MAX]; /* "CIDR,GATEWAY" */
+        size_t n_pools;
+};
+/* Adds a node and makes its sync key: *ret holds it (base64url), the only
+ * time it is shown. */
+int ledger_node_add(struct ledger *ledger, const struct ledger_node *node, int64_t now, struct json_object **ret,
+                    struct error *err);
+int ledger_node_list(struct ledger *ledger, struct json_object **ret, struct error *err);
+/* The node's command journal after seq `after`. */
+int ledger_node_commands(struct ledger *ledger, const char *node, int64_t after, struct json_object **ret,
+                         struct error *err);
+
+struct ledger_order {
+        const char *account, *plan, *hostname, *template_name;
+        const char *ssh_keys[LEDGER_SSH_KEYS_MAX];
+        size_t n_ssh_keys;
+        bool auto_renew;
+};
+/* Debits one cycle, chooses a node with room, allocates an IPv4 address
+ * (and an IPv6 one where the node has a pool), and queues the provision. */
+int ledger_order(struct ledger *ledger, const struct ledger_order *order, int64_t now, struct json_object **ret,
+                 struct error *err);
+
+/* Pays one more cycle of each service from its owner's wallet, all or
+ * none; a suspended service whose lease then reaches past now is
+ * unsuspended. */
+int ledger_renew(struct ledger *ledger, const char *const *uuids, size_t n, int64_t now, struct json_object **ret,
+                 struct error *err);
+/* Moves a service to another plan of the same cycle: the difference
+ * pro-rata to the end of the paid cycle, charged or credited
+ * (billing-sync/money.h); a smaller disk only with confirm_disk_shrink. */
+int ledger_change_plan(struct ledger *ledger, const char *uuid, const char *plan, bool confirm_disk_shrink,
+                       int64_t now, struct json_object **ret, struct error *err);
+int ledger_promise(struct ledger *ledger, const char *uuid, int64_t now, struct json_object **ret,
+                   struct error *err);
+int ledger_transfer(struct ledger *ledger, const char *uuid, const char *account, int64_t now, struct error *err);
+int ledger_set_auto_renew(struct ledger *ledger, const char *uuid, bool on, int64_t now, struct error *err);
+
+/* Services of account (NULL: all); terminated ones only when all. */
+int ledger_service_list(struct ledger *ledger, const char *account, bool all, struct json_object **ret,
+                        struct error *err);
+int ledger_service_show(struct ledger *ledger, const char *uuid, struct json_object **ret, struct error *err);
+
+/* Applies what is due at now to every lease: renewals from the wallet,
+ * suspensions, terminations after retention. *ret lists what it did. */
+int ledger_tick(struct ledger *ledger, int64_t now, struct json_object **ret, struct error *err);

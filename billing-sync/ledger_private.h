@@ -1,0 +1,61 @@
+/* Between the ledger's files (ledger_db.c, ledger_accounts.c,
+ * ledger_services.c). Not for other modules. */
+#pragma once
+
+#include <sqlite3.h>
+
+#include "billing-sync/lease.h"
+#include "billing-sync/ledger.h"
+#include "billing-sync/sync_codec.h"
+
+struct ledger {
+        struct store *store;
+};
+
+/* A prepared statement with its parameters bound from types: 'i' an
+ * int64_t, 't' a const char * (NULL binds NULL). */
+int ledger_sql(struct ledger *ledger, sqlite3_stmt **ret_stmt, struct error *err, const char *sql,
+               const char *types, ...);
+/* Runs a statement that returns no rows; *ret_changes (may be NULL) the
+ * rows it changed. */
+int ledger_exec(struct ledger *ledger, int *ret_changes, struct error *err, const char *sql, const char *types, ...);
+int ledger_sql_error(struct ledger *ledger, struct error *err, const char *what);
+
+/* One transaction around each public operation: begin, then end with the
+ * operation's result (commits on success, rolls back on failure). */
+int ledger_begin(struct ledger *ledger, struct error *err);
+int ledger_end(struct ledger *ledger, int r, struct error *err);
+
+/* The account's balance; -ENOENT when there is no such account. */
+int ledger_account_balance(struct ledger *ledger, const char *account, int64_t *ret, struct error *err);
+
+/* Adds amount (signed cents) to account's wallet and logs it. */
+int ledger_wallet_move(struct ledger *ledger, const char *account, int64_t amount, const char *kind,
+                       const char *service, const char *memo, int64_t now, struct error *err);
+
+/* Numbers msg with the node's next command seq and journals it. */
+int ledger_queue(struct ledger *ledger, const char *node, struct sync_msg *msg, int64_t now, struct error *err);
+
+struct ledger_service {
+        char uuid[37];
+        char account[LEDGER_ID_MAX + 1];
+        char node[LEDGER_NAME_MAX + 1];
+        char plan[LEDGER_NAME_MAX + 1];
+        struct lease lease;
+};
+int ledger_service_load(struct ledger *ledger, const char *uuid, struct ledger_service *ret, struct error *err);
+int ledger_service_save(struct ledger *ledger, const struct ledger_service *s, int64_t now, struct error *err);
+/* The service's JSON (docs/ledger.md), addresses included. */
+int ledger_service_json(struct ledger *ledger, const char *uuid, struct json_object **ret, struct error *err);
+
+int ledger_plan_load(struct ledger *ledger, const char *name, struct ledger_plan *ret, struct error *err);
+
+/* Queues a one-field command for a service (renew, suspend, unsuspend,
+ * terminate) from its lease. */
+int ledger_queue_lease(struct ledger *ledger, const struct ledger_service *s, enum sync_kind kind, int64_t now,
+                       struct error *err);
+
+/* Applies what is due at now to the leases of account (NULL: every
+ * account), appending what it did to actions. */
+int ledger_settle(struct ledger *ledger, const char *account, int64_t now, struct json_object *actions,
+                  struct error *err);
