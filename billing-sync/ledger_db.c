@@ -188,7 +188,7 @@ int ledger_queue_lease(struct ledger *ledger, const struct ledger_service *s, en
 
         memcpy(msg.service, s->uuid, sizeof(msg.service));
         if (kind == SYNC_RENEW)
-                msg.paid_until = lease_end(&s->lease);
+                msg.paid_until = ledger_lease_end(&s->lease);
         if (kind == SYNC_SUSPEND)
                 str_copy(msg.reason, sizeof(msg.reason), "unpaid");
         r = ledger_queue(ledger, s->node, &msg, now, err);

@@ -63,7 +63,7 @@ static const char migration_0001[] =
         "  gateway TEXT NOT NULL,"
         "  UNIQUE (network, prefix)"
         ");"
-        /* A sold service and its lease (billing-sync/lease.h). An ended
+        /* A sold service and its lease (billing-sync/ledger_lease.h). An ended
          * service stays for admins with state 'terminated'. */
         "CREATE TABLE services ("
         "  uuid TEXT PRIMARY KEY CHECK (length(uuid) = 36),"

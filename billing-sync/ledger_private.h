@@ -4,7 +4,7 @@
 
 #include <sqlite3.h>
 
-#include "billing-sync/lease.h"
+#include "billing-sync/ledger_lease.h"
 #include "billing-sync/ledger.h"
 #include "billing-sync/sync_codec.h"
 

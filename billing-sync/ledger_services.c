@@ -1,6 +1,6 @@
 /* Services: order, renewal (single, bulk, and what is due at a tick),
  * plan changes, promise to pay, transfer. The rules are the pure ones of
- * money.h, lease.h and ipam.h; this file reads and writes the store and
+ * money.h, ledger_lease.h and ipam.h; this file reads and writes the store and
  * journals the commands each change sends to the service's node. */
 #include "ledger_private.h"
 
@@ -167,7 +167,7 @@ static int queue_provision(struct ledger *ledger, const struct ledger_service *s
         json_object_object_add(spec, "template", json_object_new_string(order->template_name));
         json_object_object_add(spec, "addresses", list);
         json_object_object_add(spec, "ssh_keys", keys);
-        json_object_object_add(spec, "paid_until", json_object_new_int64(lease_end(&s->lease)));
+        json_object_object_add(spec, "paid_until", json_object_new_int64(ledger_lease_end(&s->lease)));
         memcpy(msg.service, s->uuid, sizeof(msg.service));
         r = sync_msg_set_json(&msg.spec, json_object_to_json_string_ext(spec, JSON_C_TO_STRING_PLAIN), err);
         if (r == 0)
@@ -207,7 +207,7 @@ static int order_locked(struct ledger *ledger, const struct ledger_order *order,
                 return r;
         str_copy(s->account, sizeof(s->account), order->account);
         str_copy(s->plan, sizeof(s->plan), plan.name);
-        lease_start(&s->lease, now, (unsigned)plan.cycle_months, plan.price, order->auto_renew);
+        ledger_lease_start(&s->lease, now, (unsigned)plan.cycle_months, plan.price, order->auto_renew);
         r = ledger_exec(ledger, NULL, err,
                         "INSERT INTO services (uuid, account_id, node_id, plan, hostname, template, state, period_start,"
                         " paid_until, cycle_months, anchor_day, price, auto_renew, created_at, updated_at)"
@@ -255,8 +255,8 @@ static int renew_one(struct ledger *ledger, struct ledger_service *s, int64_t no
         r = ledger_wallet_move(ledger, s->account, -s->lease.price, "renewal", s->uuid, NULL, now, err);
         if (r < 0)
                 return r;
-        lease_renew(&s->lease);
-        unsuspend = s->lease.state == LEASE_SUSPENDED && lease_end(&s->lease) > now;
+        ledger_lease_renew(&s->lease);
+        unsuspend = s->lease.state == LEASE_SUSPENDED && ledger_lease_end(&s->lease) > now;
         if (unsuspend)
                 s->lease.state = LEASE_ACTIVE;
         r = ledger_service_save(ledger, s, now, err);
@@ -434,7 +434,7 @@ int ledger_change_plan(struct ledger *ledger, const char *uuid, const char *plan
 static int promise_step(struct ledger *ledger, struct ledger_service *s, int64_t now, const void *arg,
                         struct error *err)
 {
-        int r = lease_promise(&s->lease, now, err);
+        int r = ledger_lease_promise(&s->lease, now, err);
 
         (void)arg;
         if (r == 0)
@@ -542,7 +542,7 @@ static int settle_one(struct ledger *ledger, const char *uuid, int64_t now, stru
                 r = ledger_account_balance(ledger, s.account, &balance, err);
                 if (r < 0)
                         break;
-                switch (lease_decide(&s.lease, balance, now, LEASE_RETENTION_DEFAULT)) {
+                switch (ledger_lease_decide(&s.lease, balance, now, LEASE_RETENTION_DEFAULT)) {
                 case LEASE_KEEP:
                         return 0;
                 case LEASE_RENEW:

@@ -1,4 +1,4 @@
-/* The ledger's money core, pure (billing-sync/money.h, lease.h, ipam.h):
+/* The ledger's money core, pure (billing-sync/money.h, ledger_lease.h, ipam.h):
  * wallet and credit log, pro-rata to the cent with its rounding in the
  * provider's favour, calendar cycles (month ends, leap years), renewal
  * decisions, the promise to pay, address pools and node choice. */
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "billing-sync/ipam.h"
-#include "billing-sync/lease.h"
+#include "billing-sync/ledger_lease.h"
 #include "billing-sync/money.h"
 #include "common/util.h"
 
@@ -133,17 +133,17 @@ static void test_calendar_months(void **state)
 {
         (void)state;
         /* Ordered on 31 January 2024 at noon: month ends, leap February. */
-        assert_int_equal(lease_day_of_month(1706702400), 31);
-        assert_int_equal(lease_add_months(1706702400, 1, 31), 1709208000);  /* 2024-02-29 12:00 */
-        assert_int_equal(lease_add_months(1709208000, 1, 31), 1711886400);  /* 2024-03-31: the anchor holds */
-        assert_int_equal(lease_add_months(1711886400, 1, 31), 1714478400);  /* 2024-04-30 */
-        assert_int_equal(lease_add_months(1675166400, 1, 31), 1677585600);  /* 2023-01-31 -> 2023-02-28 */
+        assert_int_equal(ledger_lease_day_of_month(1706702400), 31);
+        assert_int_equal(ledger_lease_add_months(1706702400, 1, 31), 1709208000);  /* 2024-02-29 12:00 */
+        assert_int_equal(ledger_lease_add_months(1709208000, 1, 31), 1711886400);  /* 2024-03-31: the anchor holds */
+        assert_int_equal(ledger_lease_add_months(1711886400, 1, 31), 1714478400);  /* 2024-04-30 */
+        assert_int_equal(ledger_lease_add_months(1675166400, 1, 31), 1677585600);  /* 2023-01-31 -> 2023-02-28 */
         /* Century rules: 2000 is a leap year, 2100 is not. */
-        assert_int_equal(lease_add_months(949190400, 1, 30), 951782400);    /* 2000-01-30 -> 2000-02-29 */
-        assert_int_equal(lease_add_months(4104950400, 1, 30), 4107456000);  /* 2100-01-30 -> 2100-02-28 */
+        assert_int_equal(ledger_lease_add_months(949190400, 1, 30), 951782400);    /* 2000-01-30 -> 2000-02-29 */
+        assert_int_equal(ledger_lease_add_months(4104950400, 1, 30), 4107456000);  /* 2100-01-30 -> 2100-02-28 */
         /* Across a year, and a year at once. */
-        assert_int_equal(lease_add_months(1734220800, 1, 15), 1736899200);  /* 2024-12-15 -> 2025-01-15 */
-        assert_int_equal(lease_add_months(1734220800, 12, 15), 1765756800); /* -> 2025-12-15 */
+        assert_int_equal(ledger_lease_add_months(1734220800, 1, 15), 1736899200);  /* 2024-12-15 -> 2025-01-15 */
+        assert_int_equal(ledger_lease_add_months(1734220800, 12, 15), 1765756800); /* -> 2025-12-15 */
 }
 
 static void test_lease_decisions(void **state)
@@ -152,28 +152,28 @@ static void test_lease_decisions(void **state)
         int64_t end, ret = LEASE_RETENTION_DEFAULT;
 
         (void)state;
-        lease_start(&l, JAN_2025, 1, 1000, true);
+        ledger_lease_start(&l, JAN_2025, 1, 1000, true);
         end = l.paid_until;
         assert_int_equal(end, FEB_2025);
-        assert_int_equal(lease_decide(&l, 0, end - 1, ret), LEASE_KEEP);
+        assert_int_equal(ledger_lease_decide(&l, 0, end - 1, ret), LEASE_KEEP);
         /* Due: renew from the wallet if it can, else suspend. */
-        assert_int_equal(lease_decide(&l, 1000, end, ret), LEASE_RENEW);
-        assert_int_equal(lease_decide(&l, 999, end, ret), LEASE_SUSPEND);
+        assert_int_equal(ledger_lease_decide(&l, 1000, end, ret), LEASE_RENEW);
+        assert_int_equal(ledger_lease_decide(&l, 999, end, ret), LEASE_SUSPEND);
         l.auto_renew = false;
-        assert_int_equal(lease_decide(&l, 5000, end, ret), LEASE_SUSPEND);
+        assert_int_equal(ledger_lease_decide(&l, 5000, end, ret), LEASE_SUSPEND);
         /* Suspended: funds during retention renew (auto-renew on), then it ends. */
         l.state = LEASE_SUSPENDED;
         l.auto_renew = true;
-        assert_int_equal(lease_decide(&l, 999, end + ret - 1, ret), LEASE_KEEP);
-        assert_int_equal(lease_decide(&l, 1000, end + ret - 1, ret), LEASE_RENEW);
-        assert_int_equal(lease_decide(&l, 1000, end + ret, ret), LEASE_TERMINATE);
+        assert_int_equal(ledger_lease_decide(&l, 999, end + ret - 1, ret), LEASE_KEEP);
+        assert_int_equal(ledger_lease_decide(&l, 1000, end + ret - 1, ret), LEASE_RENEW);
+        assert_int_equal(ledger_lease_decide(&l, 1000, end + ret, ret), LEASE_TERMINATE);
         l.state = LEASE_TERMINATED;
-        assert_int_equal(lease_decide(&l, 1000, end + 100 * DAY, ret), LEASE_KEEP);
+        assert_int_equal(ledger_lease_decide(&l, 1000, end + 100 * DAY, ret), LEASE_KEEP);
         /* A renewal starts where the paid cycle ended. */
         l.state = LEASE_ACTIVE;
-        lease_renew(&l);
+        ledger_lease_renew(&l);
         assert_int_equal(l.period_start, FEB_2025);
-        assert_int_equal(l.paid_until, lease_add_months(FEB_2025, 1, 1));
+        assert_int_equal(l.paid_until, ledger_lease_add_months(FEB_2025, 1, 1));
 }
 
 static void test_promise_to_pay(void **state)
@@ -183,30 +183,30 @@ static void test_promise_to_pay(void **state)
         int64_t end;
 
         (void)state;
-        lease_start(&l, JAN_2025, 1, 1000, true);
+        ledger_lease_start(&l, JAN_2025, 1, 1000, true);
         end = l.paid_until;
         /* Only within the last 3 days before the end. */
-        assert_int_equal(lease_promise(&l, end - 3 * DAY - 1, &err), -EPERM);
+        assert_int_equal(ledger_lease_promise(&l, end - 3 * DAY - 1, &err), -EPERM);
         assert_non_null(strstr(err.msg, "last 3 days"));
-        assert_int_equal(lease_promise(&l, end, &err), -EPERM);
-        assert_int_equal(lease_promise(&l, end - 3 * DAY, &err), 0);
-        assert_int_equal(lease_end(&l), end + 7 * DAY);
+        assert_int_equal(ledger_lease_promise(&l, end, &err), -EPERM);
+        assert_int_equal(ledger_lease_promise(&l, end - 3 * DAY, &err), 0);
+        assert_int_equal(ledger_lease_end(&l), end + 7 * DAY);
         /* Once per cycle. */
-        assert_int_equal(lease_promise(&l, end - 1, &err), -EPERM);
+        assert_int_equal(ledger_lease_promise(&l, end - 1, &err), -EPERM);
         assert_non_null(strstr(err.msg, "already"));
         /* Nothing is due until the promise ends; then the cycle is charged
          * from the original due date. */
-        assert_int_equal(lease_decide(&l, 0, end + 7 * DAY - 1, LEASE_RETENTION_DEFAULT), LEASE_KEEP);
-        assert_int_equal(lease_decide(&l, 0, end + 7 * DAY, LEASE_RETENTION_DEFAULT), LEASE_SUSPEND);
-        assert_int_equal(lease_decide(&l, 1000, end + 7 * DAY, LEASE_RETENTION_DEFAULT), LEASE_RENEW);
-        lease_renew(&l);
+        assert_int_equal(ledger_lease_decide(&l, 0, end + 7 * DAY - 1, LEASE_RETENTION_DEFAULT), LEASE_KEEP);
+        assert_int_equal(ledger_lease_decide(&l, 0, end + 7 * DAY, LEASE_RETENTION_DEFAULT), LEASE_SUSPEND);
+        assert_int_equal(ledger_lease_decide(&l, 1000, end + 7 * DAY, LEASE_RETENTION_DEFAULT), LEASE_RENEW);
+        ledger_lease_renew(&l);
         assert_int_equal(l.period_start, end);
         assert_int_equal(l.promised_until, 0);
         /* A new cycle allows a new promise; a suspended lease none. */
-        assert_int_equal(lease_promise(&l, l.paid_until - DAY, &err), 0);
+        assert_int_equal(ledger_lease_promise(&l, l.paid_until - DAY, &err), 0);
         l.promised_until = 0;
         l.state = LEASE_SUSPENDED;
-        assert_int_equal(lease_promise(&l, l.paid_until - DAY, &err), -EPERM);
+        assert_int_equal(ledger_lease_promise(&l, l.paid_until - DAY, &err), -EPERM);
 }
 
 static void test_ipam(void **state)

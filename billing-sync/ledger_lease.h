@@ -38,33 +38,33 @@ struct lease {
 
 enum lease_action {
         LEASE_KEEP,      /* nothing is due */
-        LEASE_RENEW,     /* charge price, then lease_renew() (and unsuspend if it ends after now) */
+        LEASE_RENEW,     /* charge price, then ledger_lease_renew() (and unsuspend if it ends after now) */
         LEASE_SUSPEND,   /* the lease ended unpaid */
         LEASE_TERMINATE, /* suspended through the whole retention */
 };
 
 /* t plus months calendar months, on anchor_day or the month's last day,
  * at t's time of day. */
-int64_t lease_add_months(int64_t t, unsigned months, unsigned anchor_day);
+int64_t ledger_lease_add_months(int64_t t, unsigned months, unsigned anchor_day);
 /* The day of the month of t (UTC), 1 .. 31. */
-unsigned lease_day_of_month(int64_t t);
+unsigned ledger_lease_day_of_month(int64_t t);
 
 /* A new lease whose first cycle starts at now. */
-void lease_start(struct lease *l, int64_t now, unsigned cycle_months, int64_t price, bool auto_renew);
+void ledger_lease_start(struct lease *l, int64_t now, unsigned cycle_months, int64_t price, bool auto_renew);
 
 /* When service stops: the promise's end if one was made, else paid_until. */
-int64_t lease_end(const struct lease *l);
+int64_t ledger_lease_end(const struct lease *l);
 
 /* What is due at now, with balance in the wallet and retention seconds
  * from the end of a lease to its termination. */
-enum lease_action lease_decide(const struct lease *l, int64_t balance, int64_t now, int64_t retention);
+enum lease_action ledger_lease_decide(const struct lease *l, int64_t balance, int64_t now, int64_t retention);
 
 /* Moves the lease one cycle on (the new cycle starts where the paid one
  * ended, so time spent suspended is not given back) and clears the
  * promise. */
-void lease_renew(struct lease *l);
+void ledger_lease_renew(struct lease *l);
 
 /* A promise to pay at now: refused (-EPERM, saying why) unless the lease
  * is active, has no promise in this cycle yet, and now is within the last
  * LEASE_PROMISE_WINDOW seconds before paid_until. */
-int lease_promise(struct lease *l, int64_t now, struct error *err);
+int ledger_lease_promise(struct lease *l, int64_t now, struct error *err);

@@ -1,4 +1,4 @@
-#include "lease.h"
+#include "ledger_lease.h"
 
 #include <errno.h>
 
@@ -42,7 +42,7 @@ static unsigned days_in_month(int64_t y, unsigned m)
 
 static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
 
-unsigned lease_day_of_month(int64_t t)
+unsigned ledger_lease_day_of_month(int64_t t)
 {
         int64_t y;
         unsigned m, d;
@@ -51,7 +51,7 @@ unsigned lease_day_of_month(int64_t t)
         return d;
 }
 
-int64_t lease_add_months(int64_t t, unsigned months, unsigned anchor_day)
+int64_t ledger_lease_add_months(int64_t t, unsigned months, unsigned anchor_day)
 {
         int64_t day = floor_div(t, 86400), second = t - day * 86400, y;
         unsigned m, d, index;
@@ -64,25 +64,25 @@ int64_t lease_add_months(int64_t t, unsigned months, unsigned anchor_day)
         return days_from_civil(y, m, d) * 86400 + second;
 }
 
-void lease_start(struct lease *l, int64_t now, unsigned cycle_months, int64_t price, bool auto_renew)
+void ledger_lease_start(struct lease *l, int64_t now, unsigned cycle_months, int64_t price, bool auto_renew)
 {
         *l = (struct lease){ .state = LEASE_ACTIVE,
                              .period_start = now,
                              .cycle_months = cycle_months,
-                             .anchor_day = lease_day_of_month(now),
+                             .anchor_day = ledger_lease_day_of_month(now),
                              .price = price,
                              .auto_renew = auto_renew };
-        l->paid_until = lease_add_months(now, cycle_months, l->anchor_day);
+        l->paid_until = ledger_lease_add_months(now, cycle_months, l->anchor_day);
 }
 
-int64_t lease_end(const struct lease *l)
+int64_t ledger_lease_end(const struct lease *l)
 {
         return l->promised_until > l->paid_until ? l->promised_until : l->paid_until;
 }
 
-enum lease_action lease_decide(const struct lease *l, int64_t balance, int64_t now, int64_t retention)
+enum lease_action ledger_lease_decide(const struct lease *l, int64_t balance, int64_t now, int64_t retention)
 {
-        int64_t end = lease_end(l);
+        int64_t end = ledger_lease_end(l);
         bool can_renew = l->auto_renew && balance >= l->price;
 
         if (l->state == LEASE_TERMINATED || now < end)
@@ -94,14 +94,14 @@ enum lease_action lease_decide(const struct lease *l, int64_t balance, int64_t n
         return can_renew ? LEASE_RENEW : LEASE_KEEP;
 }
 
-void lease_renew(struct lease *l)
+void ledger_lease_renew(struct lease *l)
 {
         l->period_start = l->paid_until;
-        l->paid_until = lease_add_months(l->paid_until, l->cycle_months, l->anchor_day);
+        l->paid_until = ledger_lease_add_months(l->paid_until, l->cycle_months, l->anchor_day);
         l->promised_until = 0;
 }
 
-int lease_promise(struct lease *l, int64_t now, struct error *err)
+int ledger_lease_promise(struct lease *l, int64_t now, struct error *err)
 {
         if (l->state != LEASE_ACTIVE)
                 return error_set(err, -EPERM, "promise to pay: the service is not active");
