@@ -35,6 +35,9 @@ NF_SRC     := $(wildcard netfilter/*.c)
 # billing-sync/: the sync codec both ends link, and the reference ledger.
 BILLING_SRC := $(filter-out billing-sync/ledger_main.c,$(wildcard billing-sync/*.c))
 LIB_SRC    := $(COMMON_SRC) $(NODE_SRC) $(NF_SRC) $(BILLING_SRC)
+# ar keeps one member per file name: two sources with one name would lose one.
+LIB_CLASH  := $(shell printf '%s\n' $(notdir $(LIB_SRC)) | sort | uniq -d)
+$(if $(LIB_CLASH),$(error library sources share a file name: $(LIB_CLASH)))
 HEADERS    := $(wildcard common/*.h node/*.h netfilter/*.h console/*.h billing-sync/*.h)
 # vpsd-edge: console/ and common/ only, never node/ (no SQLite, no libvirt).
 EDGE_SRC   := $(wildcard console/*.c)
