@@ -187,8 +187,16 @@ integration: all
 	cd tests/integration && $(PYTHON) -m pytest -ra -p no:cacheprovider $(PYTEST_ARGS) .
 
 # Benchmarks print a ratio against the peer measured in the same run.
-bench: all
+# Their C helpers (tests/bench/*.c) are built only for them.
+BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
+$(BUILD)/bench/%: tests/bench/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(shell pkg-config --libs libssl libcrypto)
+
+bench: all $(BENCH_BIN)
 	$(PYTHON) tests/bench/bench_lifecycle.py
+	$(PYTHON) tests/bench/bench_console.py
 
 check: deps
 	$(MAKE) --no-print-directory all
