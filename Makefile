@@ -24,7 +24,7 @@ SANITIZE := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-r
 DEPS_BUILD   := build-essential pkg-config clang libvirt-dev libjson-c-dev libnftnl-dev libmnl-dev \
                 libsqlite3-dev libcrypt-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev libcmocka-dev
 DEPS_RUNTIME := libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils nftables iproute2 novnc passwd
-DEPS_TEST    := python3-pytest python3-scapy python3-websockets python3-cryptography chromium websockify busybox-static cpio sqlite3 valgrind iperf3 iputils-ping \
+DEPS_TEST    := python3-pytest python3-scapy python3-websockets python3-cryptography python3-pil chromium websockify busybox-static cpio sqlite3 valgrind iperf3 iputils-ping \
                 genisoimage syslinux syslinux-common mtools dosfstools fdisk util-linux
 DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST)
 
@@ -196,9 +196,17 @@ integration: all
 	cd tests/integration && $(PYTHON) -m pytest -ra -p no:cacheprovider $(PYTEST_ARGS) .
 
 # Benchmarks print a ratio against the peer measured in the same run.
-bench: all
+# Their C helpers (tests/bench/*.c) are built only for them.
+BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
+$(BUILD)/bench/%: tests/bench/%.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LINK    $@")
+	$(Q)$(CC) $(CFLAGS) -o $@ $< $(shell pkg-config --libs libssl libcrypto)
+
+bench: all $(BENCH_BIN)
 	$(PYTHON) tests/bench/bench_lifecycle.py
 	$(PYTHON) tests/bench/bench_netfilter.py
+	$(PYTHON) tests/bench/bench_console.py
 
 check: deps
 	$(MAKE) --no-print-directory all

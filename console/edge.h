@@ -30,6 +30,7 @@ struct edge_config {
 };
 
 struct edge_session;
+struct chunk;
 
 struct edge {
         uv_loop_t *loop;
@@ -40,6 +41,8 @@ struct edge {
         unsigned n_sessions;
         unsigned n_pending;
         uint64_t next_session;
+        struct chunk *spare_chunks; /* read buffers to use again (session.c) */
+        unsigned n_spare_chunks;
         bool stopping;
         int exit_code;
 };
@@ -66,6 +69,8 @@ void edge_session_ws_closed(struct edge_session *s);
 void edge_session_message(struct edge *edge, const struct edge_msg *msg, int fd);
 /* Every session closed: vpsd is gone or the edge stops. */
 void edge_session_close_all(struct edge *edge);
+/* The read buffers kept for reuse freed, once the loop has ended. */
+void edge_session_free_spares(struct edge *edge);
 
 /* What every refusal looks like to a client, whatever the reason. */
 #define EDGE_CLOSE_REFUSED 4001

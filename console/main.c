@@ -267,6 +267,7 @@ int main(int argc, char **argv)
         uv_signal_start(&sig_int, on_signal, SIGINT);
         log_info("edge ready", "address=%s port=%u uid=%u", c->listen_address, ready.port, (unsigned)getuid());
         uv_run(&loop, UV_RUN_DEFAULT);
+        edge_session_free_spares(&edge);
         uv_loop_close(&loop);
         return edge.exit_code;
 }

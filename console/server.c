@@ -190,6 +190,11 @@ int edge_server_start(struct edge *edge, struct error *err)
         info.gid = -1;
         info.user = edge;
         info.timeout_secs = 10;
+        /* lws reads TLS into this one buffer (per thread, not per
+         * connection) and hands the websocket's payload on in pieces of its
+         * size: at lws's default, 4 KiB, each became its own write to the
+         * console socket. */
+        info.pt_serv_buf_size = 64 * 1024;
         /* Two fds a session (websocket, console), and some to spare. */
         info.fd_limit_per_thread = edge->config.max_sessions * 2 + 256;
         lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);

@@ -16,6 +16,13 @@
 #define EDGE_HIGH_WATER (256 * 1024)
 #define EDGE_LOW_WATER (64 * 1024)
 #define EDGE_READ_SIZE (64 * 1024)
+/* A frame of at most this leaves in one TLS record (16 KiB of plaintext)
+ * with its 4-byte header, so one write; a 16 KiB frame would take two. */
+#define EDGE_FRAME_MAX (16 * 1024 - 4)
+/* Read buffers kept for the next read instead of freed: a malloc and free
+ * of 64 KiB a read had glibc trim and regrow its heap, page faults and
+ * all. At most this many (512 KiB), whatever the number of sessions. */
+#define EDGE_SPARE_CHUNKS 8
 #define EDGE_ANSWER_TIMEOUT_MS 10000 /* for vpsd's answer to a ticket */
 
 enum session_state {
@@ -24,10 +31,11 @@ enum session_state {
         SESSION_CLOSING, /* the websocket closes at its next writable callback */
 };
 
-/* One read from the console socket, waiting to be a websocket frame. */
+/* One read from the console socket, waiting to be websocket frames. */
 struct chunk {
         struct chunk *next;
         size_t len;
+        size_t sent;          /* of len, already framed and written */
         unsigned char data[]; /* LWS_PRE bytes of room, then the payload */
 };
 
@@ -64,6 +72,40 @@ static void session_unlink(struct edge_session *s)
         s->prev = s->next = NULL;
 }
 
+static struct chunk *chunk_new(struct edge *edge)
+{
+        struct chunk *c = edge->spare_chunks;
+
+        if (!c)
+                return malloc(sizeof(struct chunk) + LWS_PRE + EDGE_READ_SIZE);
+        edge->spare_chunks = c->next;
+        edge->n_spare_chunks--;
+        return c;
+}
+
+static void chunk_free(struct edge *edge, struct chunk *c)
+{
+        if (!c)
+                return;
+        if (edge->n_spare_chunks >= EDGE_SPARE_CHUNKS || edge->stopping) {
+                free(c);
+                return;
+        }
+        c->next = edge->spare_chunks;
+        edge->spare_chunks = c;
+        edge->n_spare_chunks++;
+}
+
+void edge_session_free_spares(struct edge *edge)
+{
+        while (edge->spare_chunks) {
+                struct chunk *c = edge->spare_chunks;
+                edge->spare_chunks = c->next;
+                free(c);
+        }
+        edge->n_spare_chunks = 0;
+}
+
 static void session_free_if_done(struct edge_session *s)
 {
         if (s->wsi || s->handles_open)
@@ -71,7 +113,7 @@ static void session_free_if_done(struct edge_session *s)
         while (s->out_head) {
                 struct chunk *c = s->out_head;
                 s->out_head = c->next;
-                free(c);
+                chunk_free(s->edge, c);
         }
         free(s);
 }
@@ -179,13 +221,16 @@ struct edge_session *edge_session_new(struct edge *edge, struct lws *wsi, enum c
 
 static void alloc_chunk(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
-        struct chunk *c = malloc(sizeof(struct chunk) + LWS_PRE + EDGE_READ_SIZE);
+        struct edge_session *s = h->data;
+        struct chunk *c = chunk_new(s->edge);
 
-        (void)h;
         (void)suggested;
         buf->base = c ? (char *)c->data + LWS_PRE : NULL;
         buf->len = c ? EDGE_READ_SIZE : 0;
 }
+
+static int session_send(struct edge_session *s);
+static void session_read_if_drained(struct edge_session *s);
 
 static void on_console_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
 {
@@ -194,7 +239,7 @@ static void on_console_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
                                     : NULL;
 
         if (n <= 0) {
-                free(c);
+                chunk_free(s->edge, c);
                 if (n < 0) { /* EOF or an error: the console has gone (vpsd may have shut it) */
                         s->flush_first = n == UV_EOF;
                         session_close(s, EDGE_CLOSE_ENDED);
@@ -203,6 +248,7 @@ static void on_console_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
         }
         c->next = NULL;
         c->len = (size_t)n;
+        c->sent = 0;
         if (s->out_tail)
                 s->out_tail->next = c;
         else
@@ -214,33 +260,67 @@ static void on_console_read(uv_stream_t *stream, ssize_t n, const uv_buf_t *buf)
                 uv_read_stop(stream);
                 s->reading = false;
         }
-        if (s->wsi)
+        if (!s->wsi)
+                return;
+        /* With nothing before it, straight out: a writable callback first
+         * costs lws two epoll changes each way and a wait, more than the
+         * write. A socket that takes less is rare; lws then keeps the rest
+         * and the next frame waits for writability. */
+        if (s->out_head == c && s->state == SESSION_OPEN && !lws_partial_buffered(s->wsi)) {
+                if (session_send(s) < 0)
+                        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+                else
+                        session_read_if_drained(s);
+                return;
+        }
+        lws_callback_on_writable(s->wsi);
+}
+
+/* Frames while the socket takes them whole: lws keeps what a write could
+ * not send (lws_partial_buffered()), and the next frame waits for
+ * writability. */
+static int session_send(struct edge_session *s)
+{
+        struct chunk *c;
+
+        while ((c = s->out_head)) {
+                size_t n = c->len - c->sent < EDGE_FRAME_MAX ? c->len - c->sent : EDGE_FRAME_MAX;
+                /* lws writes the frame's header into the bytes before it:
+                 * LWS_PRE of room before the first frame of a chunk, and
+                 * payload already written (or copied by lws) before the rest. */
+                if (lws_write(s->wsi, c->data + LWS_PRE + c->sent, n, LWS_WRITE_BINARY) < (int)n)
+                        return -1;
+                c->sent += n;
+                s->out_bytes -= n;
+                if (c->sent == c->len) {
+                        s->out_head = c->next;
+                        if (!s->out_head)
+                                s->out_tail = NULL;
+                        chunk_free(s->edge, c);
+                }
+                if (s->out_head && lws_partial_buffered(s->wsi))
+                        break;
+        }
+        if (s->out_head || s->state == SESSION_CLOSING)
                 lws_callback_on_writable(s->wsi);
+        return 0;
+}
+
+static void session_read_if_drained(struct edge_session *s)
+{
+        if (!s->reading && s->state == SESSION_OPEN && s->out_bytes < EDGE_LOW_WATER &&
+            uv_read_start((uv_stream_t *)&s->pipe, alloc_chunk, on_console_read) == 0)
+                s->reading = true;
 }
 
 int edge_session_writable(struct edge_session *s)
 {
-        struct chunk *c = s->out_head;
-
-        if (s->state == SESSION_CLOSING && !(s->flush_first && c)) {
+        if (s->state == SESSION_CLOSING && !(s->flush_first && s->out_head)) {
                 return edge_ws_close(s->wsi, s->close_code);
         }
-        if (!c)
-                return 0;
-        if (lws_write(s->wsi, c->data + LWS_PRE, c->len, LWS_WRITE_BINARY) < (int)c->len)
+        if (session_send(s) < 0)
                 return -1;
-        s->out_head = c->next;
-        if (!s->out_head)
-                s->out_tail = NULL;
-        s->out_bytes -= c->len;
-        free(c);
-        if (s->out_head)
-                lws_callback_on_writable(s->wsi);
-        if (s->state == SESSION_CLOSING && !s->out_head)
-                lws_callback_on_writable(s->wsi);
-        if (!s->reading && s->state == SESSION_OPEN && s->out_bytes < EDGE_LOW_WATER &&
-            uv_read_start((uv_stream_t *)&s->pipe, alloc_chunk, on_console_read) == 0)
-                s->reading = true;
+        session_read_if_drained(s);
         return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -453,6 +454,27 @@ static int config_copy(struct console *c, const struct console_config *in)
         return 0;
 }
 
+/* vpsd keeps a copy of every console socket it passes, to end a session
+ * itself: max_sessions fds beyond its own (guests' monitors, control
+ * clients, libvirt, SQLite). A service manager's soft limit (1024 under
+ * systemd) would refuse sessions well below console_max_sessions; vpsd
+ * waits with epoll, never select(), so the soft limit goes up, as far as
+ * the hard one lets it. */
+#define CONSOLE_FDS_OWN 1024
+
+static void console_reserve_fds(unsigned max_sessions)
+{
+        rlim_t want = (rlim_t)max_sessions + CONSOLE_FDS_OWN;
+        struct rlimit nofile;
+
+        if (getrlimit(RLIMIT_NOFILE, &nofile) < 0 || nofile.rlim_cur >= want)
+                return;
+        nofile.rlim_cur = nofile.rlim_max < want ? nofile.rlim_max : want;
+        if (setrlimit(RLIMIT_NOFILE, &nofile) < 0 || nofile.rlim_cur < want)
+                log_warn("console: the open-file limit leaves room for fewer sessions than console_max_sessions",
+                         "limit=%llu wanted=%llu", (unsigned long long)nofile.rlim_cur, (unsigned long long)want);
+}
+
 int console_start(uv_loop_t *loop, struct store *store, const struct console_config *config,
                   struct console **ret_console, struct error *err)
 {
@@ -467,6 +489,7 @@ int console_start(uv_loop_t *loop, struct store *store, const struct console_con
         c->loop = loop;
         c->store = store;
         c->restart_ms = RESTART_MIN_MS;
+        console_reserve_fds(c->config.max_sessions);
         gethostname(host, sizeof(host) - 1);
         r = ed25519_key_generate(&c->own_key, err);
         if (r == 0 && c->config.ledger_public_key[0])

@@ -8,6 +8,7 @@ the database. Guests and browsers: test_console_guest.py."""
 import json
 import os
 import pwd
+import re
 import signal
 import socket
 import sqlite3
@@ -200,6 +201,56 @@ def test_sessions_per_service_are_limited(node):
 
     assert asyncio.run(run())[:2] == ("closed", cc.REFUSED)
     assert "console sessions at their limit" in node.vpsd.log_text()
+
+
+def test_bulk_bytes_come_back_whole_and_in_order(node):
+    """Megabytes both ways through the edge's framing (a console read cut
+    into frames of one TLS record, written straight out or on
+    writability) and its backpressure: the echo is exactly what was sent."""
+    import asyncio
+    import websockets
+
+    data = os.urandom(8 << 20)
+
+    async def run():
+        t = node.ledger.ticket(SERVICE, "acct-42", kind="serial")
+        async with websockets.connect(node.url("serial", t), ssl=cc.tls(), origin=node.origin, max_size=None,
+                                      compression=None) as ws:
+            async def send():
+                for i in range(0, len(data), 65536):
+                    await ws.send(data[i:i + 65536])
+            sender = asyncio.ensure_future(send())
+            got, sizes = bytearray(), set()
+            while len(got) < len(data):
+                frame = await asyncio.wait_for(ws.recv(), 30)
+                sizes.add(len(frame))
+                got += frame
+            await sender
+            return bytes(got), max(sizes)
+
+    got, largest = asyncio.run(run())
+    assert got == data
+    assert largest <= 16 * 1024 - 4, largest
+
+
+def test_vpsd_raises_its_open_file_limit_for_sessions(vpsd_factory):
+    """vpsd keeps a copy of each console socket it passes: under a soft
+    limit of 1024 (systemd's), 1,000 sessions would not fit beside its own
+    fds. It raises the soft limit itself, within the hard one."""
+    v = vpsd_factory()
+    ledger = cc.Ledger()
+    v.start(prefix=("prlimit", "--nofile=1024:8192", "--"), console_listen=f"127.0.0.1:{edge_harness.free_port()}",
+            ledger_public_key=ledger.public_pem(v.root / "l.pub"), guest_run_dir=v.root / "guests",
+            console_max_sessions=3000)
+    v.wait_log("console ready")
+    limits = Path(f"/proc/{v.proc.pid}/limits").read_text()
+    assert re.search(r"Max open files\s+4024\s+8192", limits), limits
+    v.stop()
+    v.start(prefix=("prlimit", "--nofile=1024:2048", "--"), console_max_sessions=3000)
+    v.wait_log("console ready")
+    assert "leaves room for fewer sessions than console_max_sessions" in v.log_text(this_run=True)
+    assert re.search(r"Max open files\s+2048\s+2048", Path(f"/proc/{v.proc.pid}/limits").read_text())
+    assert v.stop() == 0
 
 
 def test_edge_killed_is_restarted(node):
