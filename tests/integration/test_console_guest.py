@@ -1,6 +1,7 @@
 """The web console against real TCG guests of the tiny template: the VNC
 console answers RFB through the edge, a command typed on the serial
-console prints its output, and stop and terminate close open sessions."""
+console prints its output, and stop, terminate and suspend close open
+sessions."""
 
 import asyncio
 import json
@@ -71,7 +72,7 @@ def held_session_closed_by(v, ledger, port, s, *ctl):
     return asyncio.run(run())
 
 
-@pytest.mark.parametrize("operation", ["stop", "terminate"])
+@pytest.mark.parametrize("operation", ["stop", "terminate", "suspend"])
 def test_operation_closes_open_sessions(cnode, operation):
     v, ledger, port, s = cnode
     from conftest import VPSCTL
