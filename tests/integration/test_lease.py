@@ -32,9 +32,10 @@ def test_lease_end_suspends_on_time_and_renew_lifts_it(node):
     u = s["uuid"]
     assert show(v, u)["next"] == {"event": "suspend", "at": paid_until}
     wait_for(lambda: show(v, u)["state"] == "suspended", 30, "suspension")
-    late = time.time() - paid_until
-    assert late < 1.5, f"suspended {late:.2f} s after the lease ended"
     shown = show(v, u)
+    # On time, by vpsd's own record (whole seconds), whatever the test's
+    # polling saw.
+    assert paid_until <= shown["suspended_at"] <= paid_until + 1, (paid_until, shown["suspended_at"])
     assert shown["suspend_kind"] == "lease" and shown["suspend_reason"] == "lease ended"
     assert shown["next"]["event"] == "removal-queued"
     assert shown["next"]["at"] == shown["suspended_at"] + 3 * 86400
