@@ -179,10 +179,14 @@ static void acted(int status, const struct error *err, struct json_object *resul
 
         (void)result;
         l->in_flight--;
+        if (l->closing) {
+                leases_maybe_free(l);
+                return;
+        }
+        /* A failure is tried again at the next tick, never at once: an
+         * action that keeps failing must not spin. */
         if (status < 0)
                 log_warn("lease enforcement: an action failed; it is tried again", "error=\"%s\"", err->msg);
-        if (l->closing)
-                leases_maybe_free(l);
         else
                 leases_kick(l);
 }
@@ -206,8 +210,9 @@ static void suspend_due(struct leases *l, const struct lease_policy *p, int64_t 
                 l->in_flight++;
                 if (guest_suspend(l->guests, uuid, GUEST_SUSPEND_LEASE, "lease ended", "node", acted, l, &err) < 0) {
                         l->in_flight--;
-                        log_warn("lease ended but the service cannot be suspended now", "service=%s error=\"%s\"",
-                                 uuid, err.msg);
+                        log_write(err.code == -EBUSY ? LOG_LEVEL_DEBUG : LOG_LEVEL_WARN,
+                                  "lease ended but the service cannot be suspended now; tried again each second",
+                                  "service=%s error=\"%s\"", uuid, err.msg);
                 }
         }
 }
@@ -252,8 +257,8 @@ static uint64_t next_wait_ms(struct leases *l, const struct lease_policy *p, int
 
         if (store_prepare(l->store,
                           "SELECT min(t) FROM (SELECT min(paid_until) + ?1 AS t FROM services WHERE state IN "
-                          "('running', 'stopped') UNION ALL SELECT min(suspended_at) + ?2 FROM services WHERE "
-                          "state = 'suspended' AND suspend_kind = 'lease')",
+                          "('running', 'stopped') AND busy_operation IS NULL UNION ALL SELECT min(suspended_at) + ?2 "
+                          "FROM services WHERE state = 'suspended' AND suspend_kind = 'lease' AND busy_operation IS NULL)",
                           &stmt, NULL) == 0) {
                 sqlite3_bind_int64(stmt, 1, p->grace_s);
                 sqlite3_bind_int64(stmt, 2, p->retention_s);
@@ -261,8 +266,11 @@ static uint64_t next_wait_ms(struct leases *l, const struct lease_policy *p, int
                     sqlite3_column_int64(stmt, 0) < next)
                         next = sqlite3_column_int64(stmt, 0);
         }
+        /* Past due and not busy: an action just failed; the next tick
+         * tries again. (A service an operation holds is left out above: it
+         * is looked at again each tick, not in a tight loop.) */
         if (next <= now)
-                return 50; /* a busy service: try again soon */
+                return TICK_MS;
         /* Deadlines are whole seconds: wake just after the second turns. */
         {
                 struct timespec ts;
