@@ -116,6 +116,15 @@ def lab(node):
         wait_for(lambda: "VPSD-GUEST-READY" in node.console(s["uuid"]).read_text(errors="replace"), BOOT,
                  "guest boot")
         serial = Serial(node.run / s["uuid"] / "serial.sock")
+        # The ready marker comes just before init starts the console's
+        # shell: lines sent earlier are lost. Wait until the shell answers.
+        console = node.console(s["uuid"])
+
+        def shell_answers():
+            serial.run("echo shell-$((6*7))")
+            time.sleep(0.5)
+            return "shell-42" in console.read_text(errors="replace")
+        wait_for(shell_answers, 60, "the guest's shell")
         yield node, s, serial, gateway
         serial.close()
     finally:
