@@ -182,14 +182,7 @@ static bool text_ok(const char *s, size_t len, enum text_check check, const char
 {
         switch (check) {
         case C_UUID:
-                if (len != 36)
-                        return false;
-                for (size_t i = 0; i < len; i++) {
-                        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-                        if (dash ? s[i] != '-' : !strchr("0123456789abcdef", s[i]))
-                                return false;
-                }
-                return true;
+                return len == 36 && uuid_valid(s);
         case C_NODE_ID:
                 return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789._-") == len;
         case C_NAME:

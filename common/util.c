@@ -70,3 +70,16 @@ void duration_format(char *buf, size_t size, int64_t seconds)
         else
                 snprintf(buf, size, "%" PRId64 "s", s);
 }
+
+bool uuid_valid(const char *uuid)
+{
+        if (strlen(uuid) != 36)
+                return false;
+        for (int i = 0; i < 36; i++) {
+                bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+                char c = uuid[i];
+                if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+                        return false;
+        }
+        return true;
+}

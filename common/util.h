@@ -41,6 +41,10 @@ int str_copy(char *dst, size_t size, const char *src);
 int array_reserve(void *items_p, size_t *cap, size_t n, size_t size);
 
 /* Seconds since the epoch (wall clock) and a monotonic clock in ms. */
+/* A service UUID as the node and the ledger write it: lower-case canonical,
+ * 36 characters (8-4-4-4-12 hex digits). */
+bool uuid_valid(const char *uuid);
+
 int64_t time_now_wall(void);
 uint64_t time_now_mono_ms(void);
 

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/util.h"
 #include "node/service.h"
 
 /* Records the nonce; -EALREADY when it was seen. Expired ones go first. */
@@ -81,7 +82,7 @@ int console_ticket_mint(struct store *store, const struct ed25519_key *key, cons
         struct ticket t = { .kind = kind, .issued_at = now, .expires_at = now + lifetime };
         int r;
 
-        if (!service_uuid_valid(uuid))
+        if (!uuid_valid(uuid))
                 return error_set(err, -EINVAL, "`%.64s` is not a service UUID", uuid);
         r = store_prepare(store, "SELECT account_id FROM services WHERE uuid = ?1", &stmt, err);
         if (r < 0)

@@ -1,5 +1,5 @@
 /* Whether the node lets a ticket open a console: its signature and times
- * (node/ticket.h), then the node's records. A nonce is used once: it is
+ * (common/ticket.h), then the node's records. A nonce is used once: it is
  * recorded as soon as the signature holds, before any other check, so a
  * replay is refused whatever else changed. */
 #pragma once
@@ -7,8 +7,8 @@
 #include <stdint.h>
 
 #include "common/ed25519.h"
+#include "common/ticket.h"
 #include "node/store.h"
-#include "node/ticket.h"
 
 /* Nonces remembered at most; past that, tickets are refused until old
  * ones expire (a minute or so): the store never grows without bound. */

@@ -8,7 +8,7 @@
 #include "common/json.h"
 #include "common/util.h"
 #include "node/logbook.h"
-#include "node/ticket.h"
+#include "common/ticket.h"
 #include "node/vpsd.h"
 
 /* https://HOST:PORT/KIND.html#ticket=…: HOST is the address listened on,

@@ -638,7 +638,7 @@ int guest_service_find(struct guests *g, const char *uuid, int64_t *ret_id, char
         cleanup_stmt sqlite3_stmt *stmt = NULL;
         int r;
 
-        if (!service_uuid_valid(uuid))
+        if (!uuid_valid(uuid))
                 return error_set(err, -EINVAL, "`%.64s` is not a service UUID", uuid);
         r = store_prepare(g->store, "SELECT id, state, busy_operation FROM services WHERE uuid = ?1", &stmt, err);
         if (r < 0)

@@ -56,7 +56,7 @@ static bool live_service(struct guests *g, const char *uuid, int64_t *ret_id, ch
 {
         cleanup_stmt sqlite3_stmt *stmt = NULL;
 
-        if (!service_uuid_valid(uuid) ||
+        if (!uuid_valid(uuid) ||
             store_prepare(g->store, "SELECT id, state FROM services WHERE uuid = ?1 AND state != 'terminated'",
                           &stmt, NULL) < 0)
                 return false;
@@ -246,7 +246,7 @@ static void sweep(struct guests *g, const char *dir, const char *suffix)
                         continue;
                 memcpy(uuid, de->d_name, 36);
                 uuid[36] = '\0';
-                if (!service_uuid_valid(uuid) || live_service(g, uuid, &id, state, sizeof(state)))
+                if (!uuid_valid(uuid) || live_service(g, uuid, &id, state, sizeof(state)))
                         continue;
                 log_warn("reconcile: removing files of no live service", "dir=%s name=%s", dir, de->d_name);
                 guest_paths_init(g, uuid, &p);

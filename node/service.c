@@ -27,19 +27,6 @@ int service_state_parse(const char *name, enum service_state *ret_state)
         return -EINVAL;
 }
 
-bool service_uuid_valid(const char *uuid)
-{
-        if (strlen(uuid) != 36)
-                return false;
-        for (int i = 0; i < 36; i++) {
-                bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-                char c = uuid[i];
-                if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-                        return false;
-        }
-        return true;
-}
-
 int service_count_by_state(struct store *store, unsigned counts[SERVICE_STATE_COUNT], struct error *err)
 {
         cleanup_stmt sqlite3_stmt *stmt = NULL;
@@ -177,7 +164,7 @@ static int row_by_uuid(struct store *store, const char *sql, const char *uuid, s
 {
         int r;
 
-        if (!service_uuid_valid(uuid))
+        if (!uuid_valid(uuid))
                 return error_set(err, -EINVAL, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)",
                                  uuid);
         r = store_prepare(store, sql, ret_stmt, err);

@@ -24,7 +24,6 @@ int service_state_parse(const char *name, enum service_state *ret_state);
 
 /* A service UUID in its canonical form: 36 characters, lower-case hex and
  * dashes at 8-4-4-4-12. Anything else is refused before a lookup. */
-bool service_uuid_valid(const char *uuid);
 
 /* Number of services in each state. */
 int service_count_by_state(struct store *store, unsigned counts[SERVICE_STATE_COUNT], struct error *err);

@@ -954,7 +954,7 @@ static int spec_fill_names(struct json_object *obj, struct service_spec *s, stru
         r = get_string(obj, "", "uuid", true, &v, err);
         if (r < 0)
                 return r;
-        if (!service_uuid_valid(v))
+        if (!uuid_valid(v))
                 return error_set(err, -EINVAL, "uuid: not a canonical lower-case UUID");
         copy_checked(s->uuid, sizeof(s->uuid), v);
 

@@ -475,7 +475,7 @@ static void print_renewed(struct json_object *r)
 /* params {"uuid": uuid}, or exit status 2 for a malformed UUID. */
 static int uuid_params(const char *uuid, struct json_object **params)
 {
-        if (!service_uuid_valid(uuid))
+        if (!uuid_valid(uuid))
                 return die(2, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)", uuid);
         *params = json_object_new_object();
         json_object_object_add(*params, "uuid", json_object_new_string(uuid));
@@ -497,7 +497,7 @@ static int service_command(char **args, int nargs, const char *template_name, bo
 
         if (nargs >= 4 && strcmp(args[1], "resize") == 0) {
                 struct json_object *plan = json_object_new_object();
-                if (!service_uuid_valid(args[2])) {
+                if (!uuid_valid(args[2])) {
                         json_object_put(plan);
                         return die(2, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)", args[2]);
                 }
@@ -531,7 +531,7 @@ static int service_command(char **args, int nargs, const char *template_name, bo
                 return 0;
         }
         if (nargs == 3 && strcmp(args[1], "reinstall") == 0) {
-                if (!service_uuid_valid(args[2]))
+                if (!uuid_valid(args[2]))
                         return die(2, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)", args[2]);
                 *method = "service.reinstall";
                 *print = print_provisioned;
@@ -550,7 +550,7 @@ static int service_command(char **args, int nargs, const char *template_name, bo
         }
         for (size_t i = 0; i < ARRAY_SIZE(ops); i++)
                 if (nargs == 3 && strcmp(args[1], ops[i].verb) == 0) {
-                        if (!service_uuid_valid(args[2]))
+                        if (!uuid_valid(args[2]))
                                 return die(2, "`%.64s` is not a service UUID (36 lower-case hex digits and dashes)",
                                            args[2]);
                         *method = ops[i].method;

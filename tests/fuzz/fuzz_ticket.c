@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "common/base64url.h"
-#include "node/ticket.h"
+#include "common/ticket.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

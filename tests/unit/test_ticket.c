@@ -1,4 +1,4 @@
-/* Console tickets (node/ticket) and their base64url (common/base64url):
+/* Console tickets (common/ticket) and their base64url (common/base64url):
  * round trips, every kind of refusal, and that a ticket signed by a key
  * the node does not know is refused before its payload is read. */
 #include <stdarg.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "common/base64url.h"
-#include "node/ticket.h"
+#include "common/ticket.h"
 
 #define NOW 1800000000
 

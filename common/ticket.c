@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "common/base64url.h"
-#include "node/service.h"
+#include "common/util.h"
 
 #define TICKET_MAGIC "vpsd-console-ticket-1"
 #define PAYLOAD_MAX 512
@@ -103,7 +103,7 @@ static int payload_parse(const char *buf, size_t len, struct ticket *t, struct e
         if (len < sizeof(TICKET_MAGIC) || memcmp(p, TICKET_MAGIC "\n", sizeof(TICKET_MAGIC)) != 0)
                 return error_set(err, -EINVAL, "not a version 1 ticket");
         p += sizeof(TICKET_MAGIC);
-        if (field(&p, end, "service", t->service, sizeof(t->service)) < 0 || !service_uuid_valid(t->service))
+        if (field(&p, end, "service", t->service, sizeof(t->service)) < 0 || !uuid_valid(t->service))
                 return error_set(err, -EINVAL, "malformed field `service`");
         if (field(&p, end, "account", t->account, sizeof(t->account)) < 0)
                 return error_set(err, -EINVAL, "malformed field `account`");
