@@ -63,16 +63,15 @@ static void qmp_replied(struct qmp *qmp, struct json_object *result, const struc
 static void tell(struct guests *g, int64_t id, const char *uuid, const char *state, const char *actor,
                  const char *activity, const char *action, const char *detail)
 {
-        struct json_object *body = json_object_new_object();
+        struct sync_msg event = { .kind = SYNC_STATE };
         struct error err = { 0 };
 
-        json_object_object_add(body, "uuid", json_object_new_string(uuid));
-        json_object_object_add(body, "state", json_object_new_string(state));
+        str_copy(event.service, sizeof(event.service), uuid);
+        str_copy(event.state, sizeof(event.state), state);
         if (detail && detail[0])
-                json_object_object_add(body, "reason", json_object_new_string(detail));
-        if (outbox_add(g->store, "service.state", uuid, body, &err) < 0)
+                str_copy(event.reason, sizeof(event.reason), detail);
+        if (outbox_add(g->store, &event, &err) < 0)
                 log_error("cannot queue an event for the ledger", "service=%s error=\"%s\"", uuid, err.msg);
-        json_object_put(body);
         logbook_activity(g->store, id, actor, activity);
         logbook_audit(g->store, actor, action, uuid, "ok", detail ? detail : "");
         log_info("service state", "service=%s state=%s action=%s", uuid, state, action);

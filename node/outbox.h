@@ -1,14 +1,14 @@
-/* The outbox: events for the ledger, written in the same store as the
- * change they tell of, resent by the sync client until acknowledged
- * (docs/sync-protocol.md). Each has its own sequence number. */
+/* The outbox: events for the ledger (docs/sync-protocol.md, "Node →
+ * ledger"), written in the same store as the change they tell of and
+ * resent by the sync client until the ledger acknowledges them. Each event
+ * gets the next event seq of the node, for ever increasing. */
 #pragma once
 
-#include <json-c/json.h>
-
+#include "billing-sync/sync_codec.h"
 #include "common/error.h"
 #include "node/store.h"
 
-/* Appends an event of kind (e.g. "service.state") about the service uuid
- * (may be NULL) with body (borrowed; serialised now). */
-int outbox_add(struct store *store, const char *kind, const char *uuid, struct json_object *body,
-               struct error *err);
+/* Queues event (an event kind of the codec; its seq and, when 0, its time
+ * are set here). The body is checked as the ledger would read it, so a
+ * bad event is refused now, never later on the wire. */
+int outbox_add(struct store *store, struct sync_msg *event, struct error *err);
