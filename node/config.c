@@ -89,6 +89,73 @@ static int parse_listen(const struct config_key *key, const char *value, void *f
         return str_copy(field, key->size, value);
 }
 
+static int parse_ledger_url(const struct config_key *key, const char *value, void *field, char *why,
+                            size_t why_size)
+{
+        char host[256], path[256];
+        unsigned port;
+
+        if (value[0] && config_ledger_url(value, host, sizeof(host), &port, path, sizeof(path)) < 0) {
+                snprintf(why, why_size, "must be wss://HOST[:PORT][/PATH], such as wss://ledger.example:8444/sync");
+                return -EINVAL;
+        }
+        return str_copy(field, key->size, value);
+}
+
+static int parse_node_id(const struct config_key *key, const char *value, void *field, char *why, size_t why_size)
+{
+        size_t len = strlen(value);
+
+        if (len > 64 || strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789._-") != len) {
+                snprintf(why, why_size, "must be 1 to 64 of a-z 0-9 . _ -");
+                return -EINVAL;
+        }
+        return str_copy(field, key->size, value);
+}
+
+int config_ledger_url(const char *url, char *host, size_t host_size, unsigned *ret_port, char *path,
+                      size_t path_size)
+{
+        const char *h = url + strlen("wss://"), *end, *slash, *colon;
+        unsigned long port = 443;
+        size_t host_len;
+
+        if (strncmp(url, "wss://", 6) != 0)
+                return -EINVAL;
+        slash = strchr(h, '/');
+        end = slash ? slash : h + strlen(h);
+        if (*h == '[') { /* an IPv6 address */
+                const char *close = memchr(h, ']', (size_t)(end - h));
+                if (!close)
+                        return -EINVAL;
+                colon = close + 1 < end && close[1] == ':' ? close + 1 : NULL;
+                if (!colon && close + 1 != end)
+                        return -EINVAL;
+        } else {
+                colon = memchr(h, ':', (size_t)(end - h));
+        }
+        host_len = (size_t)((colon ? colon : end) - h);
+        if (colon) {
+                char *tail = NULL;
+                errno = 0;
+                port = strtoul(colon + 1, &tail, 10);
+                if (errno || tail != end || colon + 1 == end || port == 0 || port > 65535)
+                        return -EINVAL;
+        }
+        if (host_len == 0 || host_len >= host_size || strcspn(h, " \t@?#") < host_len)
+                return -EINVAL;
+        memcpy(host, h, host_len);
+        host[host_len] = '\0';
+        if (host[0] == '[') { /* lws wants the address without brackets */
+                memmove(host, host + 1, host_len - 2);
+                host[host_len - 2] = '\0';
+        }
+        if (str_copy(path, path_size, slash ? slash : "/sync") < 0 || strcspn(path, " \t#") != strlen(path))
+                return -EINVAL;
+        *ret_port = (unsigned)port;
+        return 0;
+}
+
 int config_console_listen(const struct config *cfg, char *address, size_t size, unsigned *ret_port)
 {
         const char *v = cfg->console_listen, *colon = strrchr(v, ':'), *start = v, *end = colon;
@@ -232,6 +299,11 @@ static const struct config_key config_keys[] = {
         { "console_max_sessions_per_service", parse_uint, FIELD(console_max_sessions_per_service), 1, 64, NULL,
           false },
         { "console_max_failed_tickets", parse_uint, FIELD(console_max_failed_tickets), 1, 10000, NULL, false },
+        { "ledger_url", parse_ledger_url, FIELD(ledger_url), 0, 0, NULL, false },
+        { "ledger_ca_file", parse_path, FIELD(ledger_ca_file), 0, 0, NULL, false },
+        { "ledger_key_file", parse_path, FIELD(ledger_key_file), 0, 0, NULL, false },
+        { "ledger_node_id", parse_node_id, FIELD(ledger_node_id), 0, 0, NULL, false },
+        { "ledger_usage_interval", parse_uint, FIELD(ledger_usage_interval), 60, 86400, NULL, false },
 };
 
 void config_init(struct config *cfg)
@@ -256,6 +328,7 @@ void config_init(struct config *cfg)
         str_copy(cfg->nft_table, sizeof(cfg->nft_table), "vpsd");
         cfg->traffic_interval = 60;
         cfg->filter_check_interval = 60;
+        cfg->ledger_usage_interval = 300;
         str_copy(cfg->console_user, sizeof(cfg->console_user), "vpsd-edge");
         cfg->console_idle_timeout = 900;
         cfg->console_max_lifetime = 4 * 3600;
@@ -358,6 +431,10 @@ int config_parse(struct config *cfg, const char *name, const char *text, size_t 
                         return r;
                 pos += n + 1;
         }
+        /* A ledger needs all of its keys, or none. */
+        if (next.ledger_url[0] && (!next.ledger_ca_file[0] || !next.ledger_key_file[0] || !next.ledger_node_id[0]))
+                return error_set(err, -EINVAL, "%s: ledger_url needs ledger_ca_file, ledger_key_file and ledger_node_id",
+                                 name);
         *cfg = next;
         return 0;
 }

@@ -56,6 +56,12 @@ struct config {
         unsigned console_max_sessions;
         unsigned console_max_sessions_per_service;
         unsigned console_max_failed_tickets; /* per client address and minute */
+        /* The billing ledger (docs/sync-protocol.md); no ledger_url: none. */
+        char ledger_url[512];               /* wss://HOST[:PORT]/PATH */
+        char ledger_ca_file[PATH_MAX];      /* PEM CA(s) the ledger's certificate must chain to */
+        char ledger_key_file[PATH_MAX];     /* the key shared at enrolment, base64url, 0600 root */
+        char ledger_node_id[65];            /* this node's id at the ledger */
+        unsigned ledger_usage_interval;     /* seconds between traffic reports */
 };
 
 /* Fills every field with its default. */
@@ -83,4 +89,9 @@ void config_diff(const struct config *a, const struct config *b, void (*fn)(cons
 const char *hypervisor_mode_name(enum hypervisor_mode mode);
 
 /* console_listen split: the address (brackets gone) and the port. */
+/* Splits ledger_url into host, port (443 unless given) and path ("/sync"
+ * unless given). -EINVAL unless wss://HOST[:PORT][/PATH]. */
+int config_ledger_url(const char *url, char *host, size_t host_size, unsigned *ret_port, char *path,
+                      size_t path_size);
+
 int config_console_listen(const struct config *cfg, char *address, size_t size, unsigned *ret_port);

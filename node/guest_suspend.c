@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "node/lease.h"
 #include "node/logbook.h"
 #include "node/monitor.h"
 #include "node/outbox.h"
@@ -59,19 +60,11 @@ static void qmp_replied(struct qmp *qmp, struct json_object *result, const struc
         reply(c, NULL);
 }
 
-/* The event for the ledger and the two logs. */
+/* The two logs (the ledger's `state` event comes from the store itself:
+ * migration 8's trigger). */
 static void tell(struct guests *g, int64_t id, const char *uuid, const char *state, const char *actor,
                  const char *activity, const char *action, const char *detail)
 {
-        struct sync_msg event = { .kind = SYNC_STATE };
-        struct error err = { 0 };
-
-        str_copy(event.service, sizeof(event.service), uuid);
-        str_copy(event.state, sizeof(event.state), state);
-        if (detail && detail[0])
-                str_copy(event.reason, sizeof(event.reason), detail);
-        if (outbox_add(g->store, &event, &err) < 0)
-                log_error("cannot queue an event for the ledger", "service=%s error=\"%s\"", uuid, err.msg);
         logbook_activity(g->store, id, actor, activity);
         logbook_audit(g->store, actor, action, uuid, "ok", detail ? detail : "");
         log_info("service state", "service=%s state=%s action=%s", uuid, state, action);
@@ -227,6 +220,9 @@ int guest_unsuspend(struct guests *g, const char *uuid, const char *actor, guest
 
 int guest_removal_queue(struct guests *g, int64_t id, const char *uuid, struct error *err)
 {
+        struct sync_msg event = { .kind = SYNC_REMOVAL_QUEUED };
+        struct lease_policy policy;
+        struct error perr = { 0 };
         cleanup_stmt sqlite3_stmt *stmt = NULL;
         int r = store_prepare(g->store,
                               "UPDATE services SET state = 'removal-queued', updated_at = ?2 "
@@ -240,5 +236,10 @@ int guest_removal_queue(struct guests *g, int64_t id, const char *uuid, struct e
         if (sqlite3_step(stmt) != SQLITE_DONE || sqlite3_changes(store_db(g->store)) != 1)
                 return error_set(err, -EBUSY, "service %s: not suspended, or busy", uuid);
         tell(g, id, uuid, "removal-queued", "node", "queued for removal", "removal-queued", "retention ended");
+        if (lease_policy_load(g->store, &policy, &perr) == 0)
+                event.remove_after = policy.autonomous_removal ? time_now_wall() : 0;
+        str_copy(event.service, sizeof(event.service), uuid);
+        if (outbox_add(g->store, &event, &perr) < 0)
+                log_error("cannot queue an event for the ledger", "service=%s error=\"%s\"", uuid, perr.msg);
         return 0;
 }

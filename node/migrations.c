@@ -183,6 +183,27 @@ static const char migration_0007[] =
         "ALTER TABLE services ADD COLUMN resume_state TEXT CHECK (resume_state IN ('running', 'stopped'));"
         "CREATE INDEX services_paid_until ON services (paid_until) WHERE paid_until IS NOT NULL;";
 
+static const char migration_0008[] =
+        /* The sync client (node/sync*.c). Every change of a service's state
+         * queues a `state` event for the ledger in the same transaction as
+         * the change, wherever in vpsd it is made (the protocol's body
+         * without its seq, which is the row's). */
+        "CREATE TRIGGER services_state_event AFTER UPDATE OF state ON services "
+        "WHEN NEW.state IS NOT OLD.state BEGIN "
+        "  INSERT INTO outbox (kind, service_uuid, body, created_at) VALUES ('state', NEW.uuid, "
+        "    CASE WHEN NEW.state = 'suspended' AND NEW.suspend_reason IS NOT NULL "
+        "      THEN json_object('v', 1, 'kind', 'state', 'at', unixepoch(), 'service', NEW.uuid, "
+        "                       'state', NEW.state, 'reason', substr(NEW.suspend_reason, 1, 256)) "
+        "      ELSE json_object('v', 1, 'kind', 'state', 'at', unixepoch(), 'service', NEW.uuid, "
+        "                       'state', NEW.state) END, unixepoch());"
+        "END;"
+        /* The one-time root password of a `result` event, sealed with a key
+         * derived from the ledger key (AES-256-GCM), until the ledger has
+         * acknowledged it; then it is gone from the node. */
+        "ALTER TABLE outbox ADD COLUMN sealed_secret TEXT;"
+        /* Commands wait for an earlier one on the same service. */
+        "CREATE INDEX command_journal_open ON command_journal (seq) WHERE state IN ('received', 'applying');";
+
 const struct migration store_migrations[] = {
         { 1, "services, addresses, ssh keys, logs, journal, outbox", migration_0001 },
         { 2, "templates", migration_0002 },
@@ -191,5 +212,6 @@ const struct migration store_migrations[] = {
         { 5, "traffic counters and buckets", migration_0005 },
         { 6, "console ticket nonces", migration_0006 },
         { 7, "suspension: when, why, and the state to go back to", migration_0007 },
+        { 8, "sync: state events, sealed secrets, the open commands", migration_0008 },
 };
 const size_t store_migrations_count = ARRAY_SIZE(store_migrations);

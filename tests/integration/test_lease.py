@@ -19,7 +19,7 @@ def show(v, u):
 def events(node, u):
     with node.db() as db:
         return [json.loads(b)["state"] for (b,) in
-                db.execute("SELECT body FROM outbox WHERE service_uuid = ? AND kind = 'service.state' ORDER BY seq",
+                db.execute("SELECT body FROM outbox WHERE service_uuid = ? AND kind = 'state' ORDER BY seq",
                            (u,))]
 
 
@@ -49,7 +49,7 @@ def test_lease_end_suspends_on_time_and_renew_lifts_it(node):
     wait_for(lambda: show(v, u)["state"] == "running", 30, "running again")
     assert domstate(u) == "running" and show(v, u)["paid_until"] == until
     assert tap_of(u) not in set_elements(table, "suspended")
-    assert events(node, u) == ["suspended", "running"]
+    assert events(node, u) == ["running", "suspended", "running"]
     with node.db() as db:
         activity = [a for (a,) in db.execute("SELECT action FROM activity_log ORDER BY id")]
     assert activity[-2:] == ["suspended for non-payment", "unsuspended"]
@@ -64,7 +64,11 @@ def test_retention_queues_for_removal_and_autonomous_removal_terminates(node):
     u = s["uuid"]
     wait_for(lambda: show(v, u)["state"] == "removal-queued", 30, "removal-queued")
     assert domstate(u) == "paused", "data is kept until the ledger terminates"
-    assert events(node, u) == ["suspended", "removal-queued"]
+    assert events(node, u)[-2:] == ["suspended", "removal-queued"]
+    with node.db() as db:
+        queued = [json.loads(b) for (b,) in db.execute(
+            "SELECT body FROM outbox WHERE service_uuid = ? AND kind = 'removal-queued'", (u,))]
+    assert [q["remove_after"] for q in queued] == [0], "the node removes nothing on its own by default"
     # Funds during retention: the ledger renews, the service runs again.
     v.ctl("service", "renew", u, str(int(time.time()) + 3600))
     wait_for(lambda: show(v, u)["state"] == "running", 30, "running again")
