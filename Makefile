@@ -6,7 +6,7 @@ BUILD   := build
 PYTHON  := /usr/bin/python3
 SHELL   := /bin/bash
 
-PKGS := libuv json-c sqlite3 libcrypto libcrypt libvirt libnftnl libmnl
+PKGS := libuv json-c sqlite3 libcrypto libcrypt libvirt libnftnl libmnl libwebsockets
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/lws_log.h"
 #include "common/util.h"
 #include "console/edge.h"
 
@@ -147,18 +148,6 @@ static const struct lws_protocols protocols[] = {
         { 0 },
 };
 
-static void lws_log(int level, const char *line)
-{
-        char text[512];
-        size_t n;
-
-        snprintf(text, sizeof(text), "%s", line);
-        n = strlen(text);
-        while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
-                text[--n] = '\0';
-        log_write(level == LLL_ERR ? LOG_LEVEL_ERROR : LOG_LEVEL_WARN, "edge: libwebsockets", "line=\"%s\"", text);
-}
-
 int edge_server_start(struct edge *edge, struct error *err)
 {
         static struct lws_http_mount mount = {
@@ -197,7 +186,7 @@ int edge_server_start(struct edge *edge, struct error *err)
         info.pt_serv_buf_size = 64 * 1024;
         /* Two fds a session (websocket, console), and some to spare. */
         info.fd_limit_per_thread = edge->config.max_sessions * 2 + 256;
-        lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+        lws_log_setup();
         edge->lws = lws_create_context(&info);
         if (!edge->lws)
                 return error_set(err, -EIO, "libwebsockets: cannot serve on %s port %u (see its messages above)",

@@ -118,6 +118,20 @@ static void method_service_show(struct control_call *call, struct json_object *p
         control_call_reply(call, service);
 }
 
+/* ledger.status: the sync client's link and queues. */
+static void method_ledger_status(struct control_call *call, struct json_object *params, void *userdata)
+{
+        static const char *const allowed[] = { NULL };
+        struct vpsd *v = userdata;
+        struct error err = { 0 };
+
+        if (control_params_check(params, allowed, &err) < 0) {
+                fail(call, &err);
+                return;
+        }
+        control_call_reply(call, sync_status(v->sync));
+}
+
 /* policy.show: the lease policy (grace, retention, autonomous removal). */
 static void method_policy_show(struct control_call *call, struct json_object *params, void *userdata)
 {
@@ -346,6 +360,7 @@ const struct control_method vpsd_control_methods[] = {
         { "service.unsuspend", control_service_unsuspend },
         { "service.renew", control_service_renew },
         { "policy.show", method_policy_show },
+        { "ledger.status", method_ledger_status },
         { "policy.set", method_policy_set },
         { "service.reinstall", control_service_reinstall },
         { "service.resize", control_service_resize },

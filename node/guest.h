@@ -135,6 +135,12 @@ int guest_unsuspend(struct guests *guests, const char *uuid, const char *actor, 
  * (the ledger is told through the outbox). */
 int guest_removal_queue(struct guests *guests, int64_t service_id, const char *uuid, struct error *err);
 
+/* A new owner account: recorded at once (refused while an operation
+ * holds the service, or once it is terminated), and the old owner's open
+ * console sessions end. */
+int guest_transfer(struct guests *guests, const char *uuid, const char *account_id, const char *actor,
+                   struct error *err);
+
 /* Frees when no operation is running (the loop has drained). Accepts
  * NULL; returns NULL. */
 struct guests *guests_free(struct guests *guests);

@@ -16,6 +16,7 @@
 #include "node/logbook.h"
 #include "node/monitor.h"
 #include "node/outbox.h"
+#include "node/service.h"
 
 #define QMP_SUSPEND_TIMEOUT_MS 10000
 
@@ -241,5 +242,42 @@ int guest_removal_queue(struct guests *g, int64_t id, const char *uuid, struct e
         str_copy(event.service, sizeof(event.service), uuid);
         if (outbox_add(g->store, &event, &perr) < 0)
                 log_error("cannot queue an event for the ledger", "service=%s error=\"%s\"", uuid, perr.msg);
+        return 0;
+}
+
+int guest_transfer(struct guests *g, const char *uuid, const char *account_id, const char *actor, struct error *err)
+{
+        cleanup_stmt sqlite3_stmt *stmt = NULL;
+        int64_t id;
+        int r = spec_account_id_check("account_id", account_id, err);
+
+        if (r == 0)
+                r = service_id_find(g->store, uuid, &id, err);
+        if (r == 0)
+                r = store_prepare(g->store,
+                                  "UPDATE services SET account_id = ?2, updated_at = ?3 "
+                                  "WHERE id = ?1 AND state != 'terminated' AND busy_operation IS NULL",
+                                  &stmt, err);
+        if (r < 0)
+                return r;
+        sqlite3_bind_int64(stmt, 1, id);
+        sqlite3_bind_text(stmt, 2, account_id, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 3, time_now_wall());
+        if (sqlite3_step(stmt) != SQLITE_DONE)
+                return error_set(err, -EIO, "transfer: %s", sqlite3_errmsg(store_db(g->store)));
+        if (sqlite3_changes(store_db(g->store)) != 1) {
+                cleanup_stmt sqlite3_stmt *why = NULL;
+
+                if (store_prepare(g->store, "SELECT busy_operation FROM services WHERE id = ?1", &why, err) < 0)
+                        return -EIO;
+                sqlite3_bind_int64(why, 1, id);
+                if (sqlite3_step(why) == SQLITE_ROW && sqlite3_column_type(why, 0) != SQLITE_NULL)
+                        return error_set(err, -EBUSY, "busy: %s", (const char *)sqlite3_column_text(why, 0));
+                return error_set(err, -EPERM, "service %s is terminated", uuid);
+        }
+        /* The old owner's consoles end with the ownership. */
+        if (g->lock_hook)
+                g->lock_hook(uuid, "transfer", g->lock_hook_data);
+        tell(g, id, uuid, "transferred", actor, "transferred to another account", "transfer", account_id);
         return 0;
 }

@@ -142,6 +142,9 @@ static void stop(struct vpsd *v)
         v->monitors = monitors_free(v->monitors);
         if (v->guests)
                 guests_set_monitors(v->guests, NULL);
+        /* Commands being applied finish into the journal; their acks go at
+         * the next start. */
+        v->sync = sync_stop(v->sync);
         v->leases = leases_free(v->leases);
         /* A last traffic sample; the table stays and keeps filtering. */
         if (v->guests)
@@ -309,6 +312,18 @@ static void on_reconciled(int status, const struct error *reconcile_err, struct 
         /* Leases are enforced on a node that reconcile made whole. */
         if (r == 0)
                 r = leases_new(v->loop, v->store, v->guests, &v->leases, &err);
+        /* The ledger's commands, on a node whose leases are enforced. */
+        if (r == 0 && v->cfg.ledger_url[0]) {
+                const struct sync_config sc = {
+                        .url = v->cfg.ledger_url,
+                        .ca_file = v->cfg.ledger_ca_file,
+                        .key_file = v->cfg.ledger_key_file,
+                        .node_id = v->cfg.ledger_node_id,
+                        .usage_interval = v->cfg.ledger_usage_interval,
+                        .sample_interval = v->cfg.traffic_interval,
+                };
+                r = sync_start(v->loop, v->store, v->guests, v->leases, &sc, &v->sync, &err);
+        }
         if (r == 0)
                 r = control_start(v->loop, v->cfg.control_socket, &limits, vpsd_control_methods, v, &v->control,
                                   &err);

@@ -75,6 +75,8 @@ static void usage(FILE *out)
                 "                          --os: the OS name shown (default NAME), --min-disk: the smallest\n"
                 "                          disk in GiB a guest on it may have (default: its virtual size)\n"
                 "  template list           templates on this node\n"
+                "  ledger status           the link to the billing ledger: connected, the last command\n"
+                "                          journaled and finished, events not yet stored by the ledger\n"
                 "  template remove NAME    remove a template no service uses\n"
                 "\n"
                 "Options:\n"
@@ -462,6 +464,23 @@ static void print_policy(struct json_object *r)
                                                    : "no: data is destroyed only on the ledger's terminate");
 }
 
+static void print_ledger(struct json_object *r)
+{
+        if (!json_object_get_boolean(json_object_object_get(r, "configured"))) {
+                printf("no ledger configured (ledger_url)\n");
+                return;
+        }
+        printf("node id             %s\n", jstr(r, "node_id"));
+        printf("connected           %s\n", json_object_get_boolean(json_object_object_get(r, "connected")) ? "yes"
+                                                                                                          : "no");
+        printf("commands            %" PRId64 " journaled, every one up to %" PRId64 " finished, %" PRId64
+               " being applied\n",
+               jint(r, "last_command_seq"), jint(r, "commands_finished_upto"), jint(r, "commands_running"));
+        printf("events waiting      %" PRId64 "\n", jint(r, "events_unacked"));
+        if (json_object_object_get(r, "last_error"))
+                printf("last error          %s\n", jstr(r, "last_error"));
+}
+
 static void print_renewed(struct json_object *r)
 {
         char t[32];
@@ -775,6 +794,9 @@ int main(int argc, char **argv)
                 method = "service.renew";
                 print = print_renewed;
                 timeout_ms = SERVICE_TIMEOUT_MS;
+        } else if (strcmp(args[0], "ledger") == 0 && nargs == 2 && strcmp(args[1], "status") == 0) {
+                method = "ledger.status";
+                print = print_ledger;
         } else if (strcmp(args[0], "policy") == 0 && nargs == 2 && strcmp(args[1], "show") == 0) {
                 method = "policy.show";
                 print = print_policy;

@@ -10,6 +10,7 @@
 #include "node/hvprobe.h"
 #include "node/monitor.h"
 #include "node/store.h"
+#include "node/sync.h"
 #include "node/guest.h"
 #include "node/lease.h"
 #include "node/template.h"
@@ -28,6 +29,7 @@ struct vpsd {
         struct monitors *monitors;
         struct network *network;
         struct leases *leases;
+        struct sync_client *sync; /* NULL when no ledger_url */
         struct control *control;
         struct console *console; /* NULL when console_listen is empty */
         struct hvprobe *probe;

@@ -1,0 +1,225 @@
+"""The node's sync client against a ledger-side peer written from
+docs/sync-protocol.md (tests/lib/sync_proto.py), which sends what a real
+ledger never would: forged, tampered, replayed, reordered, oversized and
+binary messages. The whole story with the real vps-ledger is in
+test_billing_e2e.py."""
+
+import json
+import os
+import queue
+import signal
+import sqlite3
+import time
+
+import pytest
+
+import sync_proto
+from sync_proto import LedgerPeer
+
+NODE_ID = "node-a"
+
+
+@pytest.fixture
+def ledger_node(vpsd_factory, tmp_path):
+    """A vpsd joined to a peer ledger, the handshake done."""
+    v = vpsd_factory()
+    peer = LedgerPeer(tmp_path, NODE_ID)
+    key = peer.key_file(v.root / "ledger.key")
+    v.start(ledger_url=peer.url, ledger_ca_file=peer.ca, ledger_key_file=key, ledger_node_id=NODE_ID)
+    conn = peer.accept()
+    yield v, peer, conn
+    assert v.stop() == 0, v.log_text()
+    peer.close()
+
+
+def db(v):
+    return sqlite3.connect(f"file:{v.state_dir / 'vpsd.db'}?mode=ro", uri=True)
+
+
+def policy(seq, grace=0, retention=3 * 86400, autonomous=False):
+    return {"kind": "set-policy", "seq": seq, "grace_seconds": grace, "retention_seconds": retention,
+            "autonomous_removal": autonomous}
+
+
+def ack_of(conn, seq, timeout=30):
+    return conn.recv_until(lambda m: m["kind"] == "command-ack" and m["seq"] == seq, timeout)
+
+
+def audit_count(v, seq):
+    with db(v) as d:
+        return d.execute("SELECT count(*) FROM audit_log WHERE actor = ?", (f"ledger command {seq}",)).fetchone()[0]
+
+
+def test_handshake_inventory_and_a_command(ledger_node):
+    v, peer, conn = ledger_node
+    assert conn.auth["last_command_seq"] == 0
+    inv = conn.recv_until(lambda m: m["kind"] == "inventory")
+    assert inv["services"] == []
+    conn.send(policy(1, grace=3600, retention=86400))
+    ack = ack_of(conn, 1)
+    assert ack["result"] == "applied"
+    assert v.ctl_json("policy", "show") == {"grace_s": 3600, "retention_s": 86400, "autonomous_removal": False}
+    result = conn.recv_until(lambda m: m["kind"] == "result")
+    assert result["command_seq"] == 1 and result["op"] == "set-policy" and result["ok"] is True
+    status = v.ctl_json("ledger", "status")
+    assert status["connected"] is True and status["last_command_seq"] == 1
+    assert status["commands_finished_upto"] == 1
+
+
+def test_a_resent_command_is_acked_again_never_applied_twice(ledger_node):
+    v, peer, conn = ledger_node
+    conn.send(policy(1, grace=60))
+    assert ack_of(conn, 1)["result"] == "applied"
+    conn.send(policy(1, grace=120))  # the ledger lost the ack and resends
+    assert ack_of(conn, 1)["result"] == "applied"
+    assert v.ctl_json("policy", "show")["grace_s"] == 60
+    assert audit_count(v, 1) == 1
+    # After a reconnect the node says where its journal ends.
+    conn.close()
+    conn = peer.accept()
+    assert conn.auth["last_command_seq"] == 1
+    conn.send(policy(2, grace=90))
+    assert ack_of(conn, 2)["result"] == "applied"
+    assert v.ctl_json("policy", "show")["grace_s"] == 90
+
+
+def test_bad_messages_are_refused_and_change_nothing(ledger_node):
+    v, peer, conn = ledger_node
+    conn.recv_until(lambda m: m["kind"] == "inventory")
+    s = conn.session
+
+    def refused(text=None, code=None, send=None):
+        (send or conn.send_text)(text)
+        err = conn.recv_until(lambda m: m["kind"] == "error")
+        assert err["code"] == code, err
+
+    forged = s.build(policy(1, grace=1), key=os.urandom(32))
+    refused(forged, "bad-mac")
+    good = json.loads(s.build(policy(1, grace=2)))
+    tampered = dict(good, grace_seconds=3)
+    refused(sync_proto.canonical(tampered).decode(), "bad-mac")
+    truncated = s.build(policy(1, grace=4))[:-20]
+    refused(truncated, "malformed")
+    refused(s.build(policy(3, grace=5)), "out-of-order")
+    refused(s.build({"kind": "renew", "seq": 1, "service": "not-a-uuid", "paid_until": 1}), "malformed")
+    refused(s.build({"kind": "set-policy", "seq": 1, "grace_seconds": 1}), "malformed")
+    refused(s.build({"kind": "event-ack", "seq": 99}), "out-of-order")
+    refused(s.build({"kind": "inventory", "seq": 1, "at": 1, "services": []}), "malformed")
+    big = s.build({"kind": "suspend", "seq": 1, "service": "0" * 36, "reason": "x" * (600 * 1024)})
+    refused(big, "oversized")
+    refused("[1, 2]", "malformed")
+
+    def binary(_):
+        import asyncio
+        asyncio.run_coroutine_threadsafe(conn.ws.send(b"\x00\x01"), peer.loop).result(10)
+    refused(None, "malformed", send=binary)
+    # A replay of a message already accepted: n is not above the last.
+    text = s.build(policy(1, grace=7))
+    conn.send_text(text)
+    assert ack_of(conn, 1)["result"] == "applied"
+    refused(text, "replayed")
+
+    with db(v) as d:
+        assert d.execute("SELECT seq, body FROM command_journal").fetchall()[0][0] == 1
+        assert d.execute("SELECT count(*) FROM command_journal").fetchone()[0] == 1
+    assert v.ctl_json("policy", "show")["grace_s"] == 7
+    assert not conn.closed.is_set(), "the connection survives what it can"
+    assert "sync: message refused" in v.log_text() and "code=bad-mac" in v.log_text()
+    # What it cannot: another version of the protocol ends the session.
+    refused(json.dumps({"v": 2, "kind": "renew"}), "unsupported-version")
+    assert conn.closed.wait(10)
+    conn = peer.accept()
+    assert conn.auth["last_command_seq"] == 1
+
+
+def test_sixteen_refusals_close_the_session(ledger_node):
+    v, peer, conn = ledger_node
+    for _ in range(16):
+        conn.send_text(conn.session.build(policy(1), key=os.urandom(32)))
+    assert conn.closed.wait(20), "closed after 16 refusals"
+    conn = peer.accept()  # and it comes back, a new session
+    conn.send(policy(1, grace=11))
+    assert ack_of(conn, 1)["result"] == "applied"
+
+
+def test_a_ledger_without_the_key_gets_nothing(vpsd_factory, tmp_path):
+    v = vpsd_factory()
+    peer = LedgerPeer(tmp_path, NODE_ID, prove_with=os.urandom(32))
+    key = peer.key_file(v.root / "ledger.key")
+    v.start(ledger_url=peer.url, ledger_ca_file=peer.ca, ledger_key_file=key, ledger_node_id=NODE_ID)
+    failure, conn = peer.accept_failure()
+    assert failure is not None, "the node never sends auth to a ledger that cannot prove the key"
+    v.wait_log("the ledger's proof is wrong")
+    assert v.ctl_json("ledger", "status")["connected"] is False
+    assert v.stop() == 0
+    peer.close()
+
+
+def test_a_wrong_ca_is_never_trusted(vpsd_factory, tmp_path):
+    v = vpsd_factory()
+    peer = LedgerPeer(tmp_path / "a", NODE_ID)
+    other_ca, _, _ = sync_proto.make_tls(tmp_path / "other")
+    key = peer.key_file(v.root / "ledger.key")
+    v.start(ledger_url=peer.url, ledger_ca_file=other_ca, ledger_key_file=key, ledger_node_id=NODE_ID)
+    v.wait_log("sync: cannot reach the ledger")
+    with pytest.raises(queue.Empty):
+        peer.connections.get(timeout=2)
+    assert v.stop() == 0
+    peer.close()
+
+
+@pytest.mark.parametrize("mode,content", [(0o644, None), (0o600, "not base64url!\n"), (0o600, "c2hvcnQ\n")])
+def test_the_key_file_must_be_private_and_well_formed(vpsd_factory, tmp_path, mode, content):
+    v = vpsd_factory()
+    peer = LedgerPeer(tmp_path, NODE_ID)
+    key = peer.key_file(v.root / "ledger.key")
+    if content:
+        key.write_text(content)
+    os.chmod(key, mode)
+    v.start(wait=False, ledger_url=peer.url, ledger_ca_file=peer.ca, ledger_key_file=key, ledger_node_id=NODE_ID)
+    assert v.proc.wait(30) == 1
+    assert "ledger_key_file" in v.log_text()
+    assert sync_proto.b64u(peer.key) not in v.log_text()
+    peer.close()
+
+
+def test_config_needs_every_ledger_key(vpsd_factory):
+    v = vpsd_factory()
+    v.write_config(ledger_url="wss://127.0.0.1:1/sync")
+    from conftest import VPSD
+    import subprocess
+    r = subprocess.run([str(VPSD), "-c", str(v.config), "--check-config"], capture_output=True, text=True)
+    assert r.returncode == 1 and "ledger_url needs ledger_ca_file, ledger_key_file and ledger_node_id" in r.stderr
+    v.write_config(ledger_url="https://x/sync", ledger_ca_file="/x", ledger_key_file="/y", ledger_node_id="n")
+    r = subprocess.run([str(VPSD), "-c", str(v.config), "--check-config"], capture_output=True, text=True)
+    assert r.returncode == 1 and "must be wss://HOST[:PORT][/PATH]" in r.stderr
+
+
+def test_kill9_during_a_stream_applies_every_command_once(ledger_node):
+    v, peer, conn = ledger_node
+    total = 200
+    for seq in range(1, 101):
+        conn.send(policy(seq, grace=seq))
+    time.sleep(0.05)
+    v.proc.send_signal(signal.SIGKILL)
+    v.proc.wait()
+    conn.closed.wait(20)
+    v.start()
+    conn = peer.accept()
+    last = conn.auth["last_command_seq"]
+    assert 0 <= last <= 100
+    # The ledger resends from the node's last journaled seq on.
+    for seq in range(last + 1, total + 1):
+        conn.send(policy(seq, grace=seq))
+    ack_of(conn, total, timeout=120)
+    with db(v) as d:
+        rows = d.execute("SELECT seq, state FROM command_journal ORDER BY seq").fetchall()
+        audit = dict(d.execute("SELECT actor, count(*) FROM audit_log WHERE actor LIKE 'ledger command %' "
+                               "GROUP BY actor").fetchall())
+        results = d.execute("SELECT body FROM outbox WHERE kind = 'result'").fetchall()
+    assert [r[0] for r in rows] == list(range(1, total + 1))
+    assert all(state == "applied" for _, state in rows)
+    assert all(audit.get(f"ledger command {seq}") == 1 for seq in range(1, total + 1)), audit
+    seqs = sorted(json.loads(b)["command_seq"] for (b,) in results)
+    assert seqs == list(range(1, total + 1)), "one result per command"
+    assert v.ctl_json("policy", "show")["grace_s"] == total
