@@ -42,7 +42,7 @@ def policy(seq, grace=0, retention=3 * 86400, autonomous=False):
 
 
 def ack_of(conn, seq, timeout=30):
-    return conn.recv_until(lambda m: m["kind"] == "command-ack" and m["seq"] == seq, timeout)
+    return conn.recv_until(lambda m: m["kind"] == "command-ack" and m["seq"] == seq, timeout, seen_before=True)
 
 
 def audit_count(v, seq):
@@ -223,3 +223,68 @@ def test_kill9_during_a_stream_applies_every_command_once(ledger_node):
     seqs = sorted(json.loads(b)["command_seq"] for (b,) in results)
     assert seqs == list(range(1, total + 1)), "one result per command"
     assert v.ctl_json("policy", "show")["grace_s"] == total
+
+
+def test_ledger_commands_drive_a_real_guest(vpsd_factory, tmp_path, libvirt, bridge, test_guest):
+    """provision → result with the root password (sealed in the outbox until
+    stored, then gone); suspend and renew/unsuspend; a long command on one
+    service does not hold back another; terminate."""
+    from test_guest_lifecycle import domstate, spec
+    import libvirt_env
+
+    v = vpsd_factory()
+    peer = LedgerPeer(tmp_path, NODE_ID)
+    key = peer.key_file(v.root / "ledger.key")
+    v.start(hypervisor="tcg", bridge=bridge, guest_run_dir=v.root / "guests", stop_timeout=30,
+            ledger_url=peer.url, ledger_ca_file=peer.ca, ledger_key_file=key, ledger_node_id=NODE_ID)
+    v.ctl("template", "import", "tiny", str(test_guest / "guest.qcow2"))
+    conn = peer.accept()
+    s = spec(paid_until=int(time.time()) + 3600)
+    u = s["uuid"]
+    try:
+        conn.send({"kind": "provision", "seq": 1, "service": u, "spec": s})
+        # Node-wide and other-service commands do not wait for the provision.
+        conn.send(policy(2, grace=5))
+        conn.send({"kind": "renew", "seq": 3, "service": u, "paid_until": int(time.time()) + 7200})
+        result = conn.recv_until(lambda m: m["kind"] == "result" and m["command_seq"] == 2, ack_events=False)
+        assert result["ok"] is True
+        # The provision's result: the password, sealed at rest until acked.
+        result = conn.recv_until(lambda m: m["kind"] == "result" and m["command_seq"] == 1, timeout=180,
+                                 ack_events=False)
+        assert result["ok"] is True and len(result["root_password"]) == 20
+        password = result["root_password"]
+        raw = b"".join(p.read_bytes() for p in v.state_dir.glob("vpsd.db*"))
+        assert password.encode() not in raw, "never in clear on disk"
+        with db(v) as d:
+            assert d.execute("SELECT sealed_secret IS NOT NULL FROM outbox WHERE seq = ?",
+                             (result["seq"],)).fetchone()[0] == 1
+        conn.send({"kind": "event-ack", "seq": result["seq"]})
+        ack_of(conn, 3)
+        with db(v) as d:
+            for _ in range(100):
+                if d.execute("SELECT count(*) FROM outbox WHERE sealed_secret IS NOT NULL").fetchone()[0] == 0:
+                    break
+                time.sleep(0.1)
+            assert d.execute("SELECT count(*) FROM outbox WHERE sealed_secret IS NOT NULL").fetchone()[0] == 0
+        assert domstate(u) == "running"
+        assert v.ctl_json("service", "show", u)["paid_until"] > time.time() + 3600
+        conn.send({"kind": "suspend", "seq": 4, "service": u, "reason": "unpaid"})
+        ack_of(conn, 4)
+        assert domstate(u) == "paused"
+        assert v.ctl_json("service", "show", u)["suspend_kind"] == "ledger"
+        conn.send({"kind": "unsuspend", "seq": 5, "service": u})
+        ack_of(conn, 5)
+        assert domstate(u) == "running"
+        conn.send({"kind": "transfer", "seq": 6, "service": u, "account_id": "acct-7"})
+        ack_of(conn, 6)
+        assert v.ctl_json("service", "show", u)["account_id"] == "acct-7"
+        conn.send({"kind": "terminate", "seq": 7, "service": u})
+        ack_of(conn, 7, timeout=120)
+        assert domstate(u) is None and v.ctl_json("service", "show", u)["state"] == "terminated"
+        conn.recv_until(lambda m: m["kind"] == "state" and m["state"] == "terminated", seen_before=True)
+        states = [m["state"] for m in peer.events if m["kind"] == "state" and m["service"] == u]
+        assert states[-3:] == ["suspended", "running", "terminated"], states
+    finally:
+        libvirt_env.destroy_and_undefine(f"vpsd-{u}")
+        assert v.stop(timeout=60) == 0, v.log_text()
+        peer.close()

@@ -168,6 +168,7 @@ class Connection:
         self.closed = threading.Event()
         self.session = None
         self.auth = None
+        self.history = []  # every message of the node read so far
 
     async def handshake(self):
         hello = json.loads(await self.ws.recv())
@@ -208,9 +209,14 @@ class Connection:
         """The node's next message, its MAC checked."""
         return self.session.check(self.inbox.get(timeout=timeout))
 
-    def recv_until(self, pred, timeout=30, ack_events=True):
-        """Reads until pred(msg); stores (and acks) events on the way."""
+    def recv_until(self, pred, timeout=30, ack_events=True, seen_before=False):
+        """Reads until pred(msg); stores (and acks) events on the way. With
+        seen_before, a message read earlier counts too."""
         import time
+        if seen_before:
+            for m in self.history:
+                if pred(m):
+                    return m
         deadline = time.monotonic() + timeout
         seen = []
         while True:
@@ -222,6 +228,7 @@ class Connection:
             except queue.Empty:
                 raise AssertionError(f"not received within {timeout} s; got {seen}")
             seen.append(m)
+            self.history.append(m)
             if ack_events and "at" in m and "seq" in m:
                 if m["seq"] > self.peer.last_event_seq:
                     self.peer.events.append(m)
