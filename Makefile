@@ -29,7 +29,9 @@ DEPS_TEST    := python3-pytest python3-scapy python3-websockets python3-cryptogr
 DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST)
 
 # Library objects: everything but the programs' main files.
-COMMON_SRC := $(wildcard common/*.c)
+# common/lws_server.c needs libwebsockets: only the servers link it.
+LWS_COMMON_SRC := common/lws_server.c
+COMMON_SRC := $(filter-out $(LWS_COMMON_SRC),$(wildcard common/*.c))
 NODE_SRC   := $(filter-out node/main.c node/vpsctl.c,$(wildcard node/*.c))
 NF_SRC     := $(wildcard netfilter/*.c)
 # billing-sync/: the sync codec both ends link, and the reference ledger.
@@ -40,7 +42,7 @@ LIB_CLASH  := $(shell printf '%s\n' $(notdir $(LIB_SRC)) | sort | uniq -d)
 $(if $(LIB_CLASH),$(error library sources share a file name: $(LIB_CLASH)))
 HEADERS    := $(wildcard common/*.h node/*.h netfilter/*.h console/*.h billing-sync/*.h)
 # vpsd-edge: console/ and common/ only, never node/ (no SQLite, no libvirt).
-EDGE_SRC   := $(wildcard console/*.c)
+EDGE_SRC   := $(wildcard console/*.c) $(LWS_COMMON_SRC)
 EDGE_PKGS  := libuv libwebsockets libcrypto
 EDGE_CFLAGS := $(shell pkg-config --cflags $(EDGE_PKGS) 2>/dev/null)
 EDGE_LIBS  := $(shell pkg-config --libs $(EDGE_PKGS) 2>/dev/null)
@@ -131,6 +133,7 @@ COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC))
 EDGE_OBJ   := $(patsubst %.c,$(BUILD)/obj/%.o,$(EDGE_SRC))
 
 $(BUILD)/obj/console/%.o: CFLAGS += $(EDGE_CFLAGS)
+$(patsubst %.c,$(BUILD)/obj/%.o,$(LWS_COMMON_SRC)): CFLAGS += $(EDGE_CFLAGS)
 
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
 	@rm -f $@
