@@ -29,18 +29,23 @@ DEPS_TEST    := python3-pytest python3-scapy python3-websockets python3-cryptogr
 DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST)
 
 # Library objects: everything but the programs' main files.
-COMMON_SRC := $(wildcard common/*.c)
+# common/lws_server.c needs libwebsockets: vpsd, the edge and the ledger link it,
+# the edge without the rest of libvpsd.a.
+LWS_COMMON_SRC := common/lws_server.c
+COMMON_SRC := $(filter-out $(LWS_COMMON_SRC),$(wildcard common/*.c))
 NODE_SRC   := $(filter-out node/main.c node/vpsctl.c,$(wildcard node/*.c))
 NF_SRC     := $(wildcard netfilter/*.c)
 # billing-sync/: the sync codec both ends link, and the reference ledger.
-BILLING_SRC := $(filter-out billing-sync/ledger_main.c,$(wildcard billing-sync/*.c))
-LIB_SRC    := $(COMMON_SRC) $(NODE_SRC) $(NF_SRC) $(BILLING_SRC)
+# The ledger's server (lws) is vps-ledger's alone, beside its main.
+LEDGER_SERVER_SRC := billing-sync/ledger_server.c billing-sync/ledger_sync.c billing-sync/ledger_http.c
+BILLING_SRC := $(filter-out billing-sync/ledger_main.c $(LEDGER_SERVER_SRC),$(wildcard billing-sync/*.c))
+LIB_SRC    := $(COMMON_SRC) $(LWS_COMMON_SRC) $(NODE_SRC) $(NF_SRC) $(BILLING_SRC)
 # ar keeps one member per file name: two sources with one name would lose one.
 LIB_CLASH  := $(shell printf '%s\n' $(notdir $(LIB_SRC)) | sort | uniq -d)
 $(if $(LIB_CLASH),$(error library sources share a file name: $(LIB_CLASH)))
 HEADERS    := $(wildcard common/*.h node/*.h netfilter/*.h console/*.h billing-sync/*.h)
 # vpsd-edge: console/ and common/ only, never node/ (no SQLite, no libvirt).
-EDGE_SRC   := $(wildcard console/*.c)
+EDGE_SRC   := $(wildcard console/*.c) $(LWS_COMMON_SRC)
 EDGE_PKGS  := libuv libwebsockets libcrypto
 EDGE_CFLAGS := $(shell pkg-config --cflags $(EDGE_PKGS) 2>/dev/null)
 EDGE_LIBS  := $(shell pkg-config --libs $(EDGE_PKGS) 2>/dev/null)
@@ -131,6 +136,7 @@ COMMON_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(COMMON_SRC))
 EDGE_OBJ   := $(patsubst %.c,$(BUILD)/obj/%.o,$(EDGE_SRC))
 
 $(BUILD)/obj/console/%.o: CFLAGS += $(EDGE_CFLAGS)
+$(patsubst %.c,$(BUILD)/obj/%.o,$(LWS_COMMON_SRC) $(LEDGER_SERVER_SRC) billing-sync/ledger_main.c): CFLAGS += $(EDGE_CFLAGS)
 
 $(BUILD)/libcommon.a: $(COMMON_OBJ)
 	@rm -f $@
@@ -144,9 +150,10 @@ $(BUILD)/vpsctl: $(BUILD)/obj/node/vpsctl.o $(BUILD)/libvpsd.a
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/vps-ledger: $(BUILD)/obj/billing-sync/ledger_main.o $(BUILD)/libvpsd.a
+LEDGER_SERVER_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(LEDGER_SERVER_SRC) $(LWS_COMMON_SRC))
+$(BUILD)/vps-ledger: $(BUILD)/obj/billing-sync/ledger_main.o $(LEDGER_SERVER_OBJ) $(BUILD)/libvpsd.a
 	@$(if $(Q),echo "  LINK    $@")
-	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS) $(shell pkg-config --libs libwebsockets 2>/dev/null)
 
 # Test drivers: small programs that let pytest drive one module for real.
 $(BUILD)/tests/%: $(BUILD)/obj/tests/integration/%.o $(BUILD)/libvpsd.a

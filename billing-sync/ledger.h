@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "billing-sync/sync_codec.h"
 #include "common/error.h"
 #include "node/store.h"
 
@@ -56,6 +57,7 @@ int ledger_plan_list(struct ledger *ledger, struct json_object **ret, struct err
 
 struct ledger_node {
         char id[LEDGER_NAME_MAX + 1];
+        const char *console_url; /* https://host[:port] of its console pages, or NULL */
         int64_t vcpus, memory_mib, disk_gib;
         const char *pools[LEDGER_POOLS_MAX]; /* "CIDR,GATEWAY" */
         size_t n_pools;
@@ -103,3 +105,52 @@ int ledger_service_show(struct ledger *ledger, const char *uuid, struct json_obj
 /* Applies what is due at now to every lease: renewals from the wallet,
  * suspensions, terminations after retention. *ret lists what it did. */
 int ledger_tick(struct ledger *ledger, int64_t now, struct json_object **ret, struct error *err);
+
+/* The ledger's console-ticket key, public half, as PEM: what nodes
+ * configure as ledger_public_key. */
+int ledger_ticket_public_pem(struct ledger *ledger, char **ret_pem, struct error *err);
+
+/* Portal operations on a service (docs/ledger.md, "HTTP API"), each one
+ * transaction; refused (-EPERM) unless the service is active. power: start,
+ * stop, restart or force-off. reinstall: the node makes a fresh root
+ * password and reports it once (ledger_root_password_take). */
+int ledger_power(struct ledger *ledger, const char *uuid, const char *action, int64_t now, struct error *err);
+int ledger_reinstall(struct ledger *ledger, const char *uuid, const char *template_name, const char *const *ssh_keys,
+                     size_t n_ssh_keys, int64_t now, struct error *err);
+/* The root password a node reported for the service, once: it is deleted
+ * as it is handed out. -ENOENT when there is none (not yet, or taken). */
+int ledger_root_password_take(struct ledger *ledger, const char *uuid, char **ret_password, struct error *err);
+/* The service's traffic buckets as the node reported them. */
+int ledger_traffic(struct ledger *ledger, const char *uuid, struct json_object **ret, struct error *err);
+/* A console ticket (common/ticket.h) for account on the service, kind
+ * "vnc" or "serial", valid 60 s from now, with the node's console URL.
+ * -EACCES, always with the same words, unless the account owns the
+ * service and it is active. */
+int ledger_console_ticket(struct ledger *ledger, const char *uuid, const char *account, const char *kind,
+                          int64_t now, struct json_object **ret, struct error *err);
+/* The node's last inventory against the ledger's records of it. */
+int ledger_node_drift(struct ledger *ledger, const char *node, struct json_object **ret, struct error *err);
+
+/* The sync endpoint's store (ledger_journal.c). */
+struct ledger_node_seqs {
+        int64_t last_command_seq;  /* the last command queued */
+        int64_t acked_command_seq; /* the last the node acked */
+        int64_t last_event_seq;    /* the last event stored */
+};
+/* The node's sync key; -ENOENT for an unknown node. */
+int ledger_node_key(struct ledger *ledger, const char *node, uint8_t key[SYNC_KEY_SIZE], struct error *err);
+int ledger_node_seqs(struct ledger *ledger, const char *node, struct ledger_node_seqs *ret, struct error *err);
+/* The node authenticated saying it applied every command up to applied:
+ * that counts as its ack. -ERANGE when applied is beyond the journal. */
+int ledger_node_connected(struct ledger *ledger, const char *node, int64_t applied, int64_t now, struct error *err);
+/* Command seq of node's journal into *ret (clear it after); -ENOENT when none. */
+int ledger_command_load(struct ledger *ledger, const char *node, int64_t seq, struct sync_msg *ret,
+                        struct error *err);
+/* A command-ack: every command up to its seq acked, its result stored.
+ * -ERANGE when the seq is beyond the journal. */
+int ledger_command_ack(struct ledger *ledger, const char *node, const struct sync_msg *ack, int64_t now,
+                       struct error *err);
+/* An event from node, stored once and applied, in one transaction: 0
+ * stored, 1 stored before (ack it again), -ENOMSG after a gap. */
+int ledger_event_receive(struct ledger *ledger, const char *node, const struct sync_msg *event, int64_t now,
+                         struct error *err);

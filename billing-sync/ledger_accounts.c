@@ -139,7 +139,7 @@ int ledger_plan_create(struct ledger *ledger, const struct ledger_plan *p, struc
 }
 
 /* Rows of a query as JSON objects keyed by column name. */
-static int rows_json(struct ledger *ledger, sqlite3_stmt *stmt, struct json_object **ret, struct error *err)
+int ledger_rows_json(struct ledger *ledger, sqlite3_stmt *stmt, struct json_object **ret, struct error *err)
 {
         struct json_object *list = json_object_new_array();
         int r;
@@ -174,7 +174,7 @@ int ledger_plan_list(struct ledger *ledger, struct json_object **ret, struct err
                            " FROM plans ORDER BY name",
                            "");
 
-        return r < 0 ? r : rows_json(ledger, stmt, ret, err);
+        return r < 0 ? r : ledger_rows_json(ledger, stmt, ret, err);
 }
 
 static int add_pool(struct ledger *ledger, const char *node, const char *spec, struct error *err)
@@ -199,6 +199,15 @@ static int add_pool(struct ledger *ledger, const char *node, const char *spec, s
         return r == -EEXIST ? error_set(err, r, "pool %s: already added", cidr) : r;
 }
 
+/* https://HOST[:PORT], no path: the pages' paths are added to it. */
+static bool console_url_ok(const char *url)
+{
+        size_t len = strlen(url);
+
+        return len > 8 && len <= 200 && strncmp(url, "https://", 8) == 0 && !strchr(url + 8, '/') &&
+               strspn(url + 8, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:[]") == len - 8;
+}
+
 int ledger_node_add(struct ledger *ledger, const struct ledger_node *node, int64_t now, struct json_object **ret,
                     struct error *err)
 {
@@ -210,15 +219,18 @@ int ledger_node_add(struct ledger *ledger, const struct ledger_node *node, int64
                 return error_set(err, -EINVAL, "node id: 1 to %d of [a-z0-9._-]", LEDGER_NAME_MAX);
         if (node->vcpus <= 0 || node->memory_mib <= 0 || node->disk_gib <= 0)
                 return error_set(err, -EINVAL, "node `%s`: capacity must be positive", node->id);
+        if (node->console_url && !console_url_ok(node->console_url))
+                return error_set(err, -EINVAL, "node `%s`: console URL: https://HOST[:PORT], no path", node->id);
         if (RAND_bytes(key, sizeof(key)) != 1)
                 return error_set(err, -EIO, "no random bytes for a key");
         base64url_encode(key, sizeof(key), key_text, sizeof(key_text));
         r = ledger_begin(ledger, err);
         if (r == 0)
                 r = ledger_exec(ledger, NULL, err,
-                                "INSERT INTO nodes (id, sync_key, vcpus, memory_mib, disk_gib, created_at)"
-                                " VALUES (?, ?, ?, ?, ?, ?)",
-                                "ttiiii", node->id, key_text, node->vcpus, node->memory_mib, node->disk_gib, now);
+                                "INSERT INTO nodes (id, sync_key, vcpus, memory_mib, disk_gib, created_at, console_url)"
+                                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                "ttiiii" "t", node->id, key_text, node->vcpus, node->memory_mib, node->disk_gib, now,
+                                node->console_url);
         for (size_t i = 0; r == 0 && i < node->n_pools; i++)
                 r = add_pool(ledger, node->id, node->pools[i], err);
         r = ledger_end(ledger, r, err);
@@ -237,12 +249,12 @@ int ledger_node_list(struct ledger *ledger, struct json_object **ret, struct err
                            "SELECT n.id, n.vcpus, n.memory_mib, n.disk_gib,"
                            " coalesce(sum(p.vcpus), 0) AS used_vcpus, coalesce(sum(p.memory_mib), 0) AS used_memory_mib,"
                            " coalesce(sum(p.disk_gib), 0) AS used_disk_gib, count(s.uuid) AS services,"
-                           " n.last_command_seq, n.acked_command_seq, n.last_event_seq"
+                           " n.last_command_seq, n.acked_command_seq, n.last_event_seq, n.console_url"
                            " FROM nodes n LEFT JOIN services s ON s.node_id = n.id AND s.state != 'terminated'"
                            " LEFT JOIN plans p ON p.name = s.plan GROUP BY n.id ORDER BY n.id",
                            "");
 
-        return r < 0 ? r : rows_json(ledger, stmt, ret, err);
+        return r < 0 ? r : ledger_rows_json(ledger, stmt, ret, err);
 }
 
 int ledger_node_commands(struct ledger *ledger, const char *node, int64_t after, struct json_object **ret,
@@ -254,5 +266,5 @@ int ledger_node_commands(struct ledger *ledger, const char *node, int64_t after,
                            " WHERE node_id = ? AND seq > ? ORDER BY seq",
                            "ti", node, after);
 
-        return r < 0 ? r : rows_json(ledger, stmt, ret, err);
+        return r < 0 ? r : ledger_rows_json(ledger, stmt, ret, err);
 }

@@ -19,8 +19,10 @@ int ledger_open(const char *path, struct ledger **ret_ledger, struct error *err)
         if (!ledger)
                 return error_set(err, -ENOMEM, "out of memory");
         r = store_open_with(path, ledger_migrations, ledger_migrations_count, &ledger->store, err);
+        if (r == 0)
+                r = ledger_keys_open(ledger, path, err);
         if (r < 0) {
-                free(ledger);
+                ledger_close(ledger);
                 return r;
         }
         *ret_ledger = ledger;
@@ -30,6 +32,7 @@ int ledger_open(const char *path, struct ledger **ret_ledger, struct error *err)
 struct ledger *ledger_close(struct ledger *ledger)
 {
         if (ledger) {
+                ledger_keys_close(ledger);
                 store_close(ledger->store);
                 free(ledger);
         }
@@ -258,7 +261,8 @@ int ledger_service_json(struct ledger *ledger, const char *uuid, struct json_obj
         struct json_object *obj, *list;
         int r = ledger_sql(ledger, &stmt, err,
                            "SELECT uuid, account_id, node_id AS node, plan, hostname, template, state, period_start,"
-                           " paid_until, promised_until, price, auto_renew, created_at FROM services WHERE uuid = ?",
+                           " paid_until, promised_until, price, auto_renew, created_at, node_state, node_remove_after"
+                           " FROM services WHERE uuid = ?",
                            "t", uuid);
 
         if (r < 0)

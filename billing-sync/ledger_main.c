@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "billing-sync/ledger.h"
+#include "billing-sync/ledger_server.h"
 #include "billing-sync/money.h"
 #include "common/json.h"
 #include "common/util.h"
@@ -119,6 +120,54 @@ static struct json_object *ok_object(void)
         return o;
 }
 
+/* "ADDR:PORT", "[IPv6]:PORT". */
+static int parse_listen(const char *text, char *address, size_t size, int *ret_port)
+{
+        const char *colon = strrchr(text, ':');
+        char *end = NULL;
+        size_t len;
+        long port;
+
+        if (!colon)
+                return -EINVAL;
+        len = (size_t)(colon - text);
+        if (len >= 2 && text[0] == '[' && text[len - 1] == ']')
+                text++, len -= 2;
+        if (len == 0 || len >= size)
+                return -EINVAL;
+        memcpy(address, text, len);
+        address[len] = '\0';
+        port = strtol(colon + 1, &end, 10);
+        if (!colon[1] || *end || port < 0 || port > 65535)
+                return -EINVAL;
+        *ret_port = (int)port;
+        return 0;
+}
+
+static int serve(struct ledger *ledger, struct args *a, int64_t now_base, struct error *err)
+{
+        struct ledger_server_config config = { .now_base = now_base };
+        const char *listen = opt(a, "--listen");
+        char address[64];
+        int64_t interval;
+
+        config.cert = opt(a, "--cert");
+        config.key = opt(a, "--key");
+        config.api_token_file = opt(a, "--api-token-file");
+        config.now_file = opt(a, "--now-file");
+        if (opt_int(a, "--tick-interval", 1, &interval) < 0 || args_done(a, 1, 1) < 0)
+                return 2;
+        if (!listen || !config.cert || !config.key || !config.api_token_file)
+                return usage("%s: --listen, --cert, --key and --api-token-file are required", "serve");
+        if (parse_listen(listen, address, sizeof(address), &config.port) < 0)
+                return usage("--listen `%s`: not ADDR:PORT", listen);
+        if (interval < 1 || interval > 3600)
+                return usage("--tick-interval: 1 to 3600 seconds%s", "");
+        config.listen_address = address;
+        config.tick_interval = (unsigned)interval;
+        return ledger_serve(ledger, &config, err);
+}
+
 /* Runs the command in a->positional; returns 0, -errno (refused, err
  * set) or a usage exit code above 0. */
 static int run(struct ledger *ledger, struct args *a, int64_t now, struct error *err)
@@ -177,6 +226,7 @@ static int run(struct ledger *ledger, struct args *a, int64_t now, struct error 
         if (strcmp(noun, "node") == 0 && strcmp(verb, "add") == 0) {
                 struct ledger_node node = { 0 };
                 const char *pool;
+                node.console_url = opt(a, "--console-url");
                 while ((pool = opt(a, "--pool")) && node.n_pools < LEDGER_POOLS_MAX)
                         node.pools[node.n_pools++] = pool;
                 if (opt_int(a, "--vcpus", -1, &node.vcpus) < 0 || opt_int(a, "--memory-mib", -1, &node.memory_mib) < 0 ||
@@ -266,6 +316,15 @@ static int run(struct ledger *ledger, struct args *a, int64_t now, struct error 
                 r = ledger_set_auto_renew(ledger, p[2], strcmp(p[3], "on") == 0, now, err);
                 return r < 0 ? r : print(ok_object());
         }
+        if (strcmp(noun, "key") == 0 && strcmp(verb, "public") == 0) {
+                cleanup_free char *pem = NULL;
+                if (args_done(a, 2, 2) < 0)
+                        return 2;
+                r = ledger_ticket_public_pem(ledger, &pem, err);
+                if (r == 0)
+                        fputs(pem, stdout);
+                return r;
+        }
         if (strcmp(noun, "tick") == 0) {
                 if (args_done(a, 1, 1) < 0)
                         return 2;
@@ -280,19 +339,24 @@ static const char help[] =
         "  account create ID [--name NAME]     account top-up ID AMOUNT [--memo TEXT]     account show ID\n"
         "  plan create NAME --price AMOUNT --vcpus N --memory-mib N --disk-gib N\n"
         "       [--cycle-months N] [--port-speed-mbit N] [--traffic-gib N]              plan list\n"
-        "  node add ID --vcpus N --memory-mib N --disk-gib N [--pool CIDR,GATEWAY]…     node list\n"
+        "  node add ID --vcpus N --memory-mib N --disk-gib N [--pool CIDR,GATEWAY]… [--console-url URL]\n"
+        "  node list\n"
         "  node commands ID [--after SEQ]\n"
         "  order ACCOUNT PLAN --hostname NAME [--template NAME] [--ssh-key LINE]… [--no-auto-renew]\n"
         "  service list [--account ID] [--all]     service show UUID     service renew UUID…\n"
         "  service change-plan UUID PLAN [--confirm-disk-shrink]     service promise UUID\n"
         "  service transfer UUID ACCOUNT     service auto-renew UUID on|off\n"
-        "  tick\n"
-        "AMOUNT is in the currency's unit with at most two decimals (12.34). Results are JSON.\n";
+        "  tick     key public\n"
+        "  serve --listen ADDR:PORT --cert PEM --key PEM --api-token-file FILE [--tick-interval SECONDS]\n"
+        "        [--now-file FILE]\n"
+        "AMOUNT is in the currency's unit with at most two decimals (12.34). Results are JSON.\n"
+        "--now SECONDS replaces the clock (serve: the clock starts there); serve --now-file FILE reads the\n"
+        "clock from FILE (tests). Keys beside the database: PATH.ticket-key, PATH.seal-key (0600).\n";
 
 int main(int argc, char **argv)
 {
         const char *db = getenv("VPS_LEDGER_DB");
-        int64_t now = time_now_wall();
+        int64_t now = time_now_wall(), now_base = -1;
         struct ledger *ledger = NULL;
         struct error err = { 0 };
         struct args a = { 0 };
@@ -312,6 +376,7 @@ int main(int argc, char **argv)
                         now = strtoll(argv[i + 1], &end, 10);
                         if (!*argv[i + 1] || *end || now < 0)
                                 return usage("--now `%s`: not Unix seconds", argv[i + 1]);
+                        now_base = now;
                 } else {
                         return usage("unknown option %s", argv[i]);
                 }
@@ -323,7 +388,9 @@ int main(int argc, char **argv)
         if (!db)
                 db = "/var/lib/vps-ledger/ledger.db";
         r = ledger_open(db, &ledger, &err);
-        if (r == 0)
+        if (r == 0 && a.n_positional > 0 && strcmp(a.positional[0], "serve") == 0)
+                r = serve(ledger, &a, now_base, &err);
+        else if (r == 0)
                 r = run(ledger, &a, now, &err);
         ledger_close(ledger);
         if (r < 0) {

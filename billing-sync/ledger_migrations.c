@@ -105,7 +105,65 @@ static const char migration_0001[] =
         "  PRIMARY KEY (node_id, seq)"
         ") WITHOUT ROWID;";
 
+static const char migration_0002[] =
+        /* Where a node's console pages are (https://host:port), for the
+         * URLs that come with a console ticket. */
+        "ALTER TABLE nodes ADD COLUMN console_url TEXT;"
+        /* What the node says of a service (its state events), and when it
+         * would remove it on its own (removal-queued). */
+        "ALTER TABLE services ADD COLUMN node_state TEXT;"
+        "ALTER TABLE services ADD COLUMN node_state_at INTEGER;"
+        "ALTER TABLE services ADD COLUMN node_remove_after INTEGER;"
+        /* How the node acked each command. */
+        "ALTER TABLE commands ADD COLUMN result TEXT CHECK (result IS NULL OR result IN ('applied', 'failed'));"
+        "ALTER TABLE commands ADD COLUMN error TEXT;"
+        /* Every event a node sent, stored once, numbered with the node's
+         * event seq. `body` is the event as sync_msg_to_body() writes it,
+         * without a root password (that goes sealed into service_secrets). */
+        "CREATE TABLE events ("
+        "  node_id TEXT NOT NULL REFERENCES nodes (id),"
+        "  seq INTEGER NOT NULL CHECK (seq > 0),"
+        "  kind TEXT NOT NULL,"
+        "  service_uuid TEXT,"
+        "  at INTEGER NOT NULL,"
+        "  body TEXT NOT NULL,"
+        "  received_at INTEGER NOT NULL,"
+        "  PRIMARY KEY (node_id, seq)"
+        ") WITHOUT ROWID;"
+        "CREATE INDEX events_service ON events (service_uuid, seq);"
+        /* The one-time root password of a provision or reinstall, sealed
+         * (AES-256-GCM under the key file beside the database, the
+         * service's UUID as associated data) until it is handed out once. */
+        "CREATE TABLE service_secrets ("
+        "  service_uuid TEXT PRIMARY KEY REFERENCES services (uuid),"
+        "  command_seq INTEGER NOT NULL,"
+        "  sealed BLOB NOT NULL,"
+        "  created_at INTEGER NOT NULL"
+        ");"
+        /* Traffic buckets from usage events; a bucket sent again replaces
+         * the old numbers (the node's counters only grow within one). */
+        "CREATE TABLE usage ("
+        "  service_uuid TEXT NOT NULL,"
+        "  size INTEGER NOT NULL CHECK (size IN (300, 3600, 86400)),"
+        "  start INTEGER NOT NULL,"
+        "  in_bytes INTEGER NOT NULL, in_packets INTEGER NOT NULL,"
+        "  out_bytes INTEGER NOT NULL, out_packets INTEGER NOT NULL,"
+        "  PRIMARY KEY (service_uuid, size, start)"
+        ") WITHOUT ROWID;"
+        /* The node's last inventory: what it holds, to compare with what
+         * the ledger sold it. */
+        "CREATE TABLE inventory ("
+        "  node_id TEXT NOT NULL REFERENCES nodes (id),"
+        "  service_uuid TEXT NOT NULL,"
+        "  state TEXT NOT NULL,"
+        "  paid_until INTEGER NOT NULL,"
+        "  PRIMARY KEY (node_id, service_uuid)"
+        ") WITHOUT ROWID;"
+        "ALTER TABLE nodes ADD COLUMN inventory_at INTEGER;";
+
 const struct migration ledger_migrations[] = {
         { 1, "accounts, credit log, plans, nodes, pools, services, addresses, command journal", migration_0001 },
+        { 2, "node console URL, node-side service state, acks' results, events, sealed secrets, usage, inventory",
+          migration_0002 },
 };
 const size_t ledger_migrations_count = ARRAY_SIZE(ledger_migrations);

@@ -7,10 +7,32 @@
 #include "billing-sync/ledger_lease.h"
 #include "billing-sync/ledger.h"
 #include "billing-sync/sync_codec.h"
+#include "common/ed25519.h"
+
+#define LEDGER_SEAL_KEY_SIZE 32
 
 struct ledger {
         struct store *store;
+        /* Made with the database, kept beside it in 0600 files
+         * (ledger_keys.c): the key console tickets are signed with, and
+         * the key root passwords are sealed with. */
+        struct ed25519_key *ticket_key;
+        uint8_t seal_key[LEDGER_SEAL_KEY_SIZE];
 };
+
+/* Loads the ledger's keys from the files beside the database at path,
+ * making each that is missing. */
+int ledger_keys_open(struct ledger *ledger, const char *path, struct error *err);
+void ledger_keys_close(struct ledger *ledger);
+
+/* AES-256-GCM under the seal key, with aad bound in: *ret (nonce,
+ * ciphertext, tag) of *ret_len bytes, malloc'd. */
+int ledger_seal(struct ledger *ledger, const char *aad, const char *text, uint8_t **ret, size_t *ret_len,
+                struct error *err);
+/* The text sealed in blob[len] with aad, into a new *ret_text (wipe it
+ * before freeing). -EBADMSG when it does not open. */
+int ledger_unseal(struct ledger *ledger, const char *aad, const uint8_t *blob, size_t len, char **ret_text,
+                  struct error *err);
 
 /* A prepared statement with its parameters bound from types: 'i' an
  * int64_t, 't' a const char * (NULL binds NULL). */
@@ -47,6 +69,9 @@ int ledger_service_load(struct ledger *ledger, const char *uuid, struct ledger_s
 int ledger_service_save(struct ledger *ledger, const struct ledger_service *s, int64_t now, struct error *err);
 /* The service's JSON (docs/ledger.md), addresses included. */
 int ledger_service_json(struct ledger *ledger, const char *uuid, struct json_object **ret, struct error *err);
+
+/* Rows of a query as JSON objects keyed by column name. */
+int ledger_rows_json(struct ledger *ledger, sqlite3_stmt *stmt, struct json_object **ret, struct error *err);
 
 int ledger_plan_load(struct ledger *ledger, const char *name, struct ledger_plan *ret, struct error *err);
 

@@ -317,7 +317,7 @@ static int receive(struct sync_session *s, const char *buf, size_t len, struct s
                 r = check_mac(s, obj, mac_text, err);
                 /* A handshake message that fails its MAC is a failed login. */
                 if (r == -EBADMSG && (kind == SYNC_AUTH || kind == SYNC_WELCOME))
-                        r = error_set(err, -EACCES, "authentication failed: %s", err ? err->msg : "bad MAC");
+                        r = error_set(err, -EACCES, "authentication failed: the MAC does not verify");
                 if (r < 0)
                         return error_prefix(err, "%s", kind_name);
                 r = json_get_int64(obj, "n", true, &n, err);

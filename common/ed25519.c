@@ -1,11 +1,14 @@
 #include "ed25519.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "util.h"
 
@@ -82,6 +85,54 @@ int ed25519_key_load_public(const char *path, struct ed25519_key **ret_key, stru
 int ed25519_key_load_private(const char *path, struct ed25519_key **ret_key, struct error *err)
 {
         return key_load(path, true, ret_key, err);
+}
+
+int ed25519_key_save_private(const struct ed25519_key *key, const char *path, struct error *err)
+{
+        cleanup_close int fd = -1;
+        FILE *f;
+        bool ok;
+
+        if (!key->has_private)
+                return error_set(err, -EINVAL, "`%s`: the key has no private half", path);
+        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return error_set_errno(err, -errno, "create `%s`", path);
+        f = fdopen(fd, "w");
+        if (!f)
+                return error_set_errno(err, -errno, "open `%s`", path);
+        fd = -1;
+        ok = PEM_write_PrivateKey(f, key->pkey, NULL, NULL, 0, NULL, NULL) == 1;
+        ERR_clear_error();
+        if (fflush(f) != 0 || fsync(fileno(f)) != 0)
+                ok = false;
+        if (fclose(f) != 0 || !ok) {
+                unlink(path);
+                return error_set(err, -EIO, "write `%s`", path);
+        }
+        return 0;
+}
+
+int ed25519_key_public_pem(const struct ed25519_key *key, char **ret_pem, struct error *err)
+{
+        BIO *bio = BIO_new(BIO_s_mem());
+        char *data = NULL, *pem;
+        long len;
+
+        if (!bio)
+                return error_set(err, -ENOMEM, "out of memory");
+        if (PEM_write_bio_PUBKEY(bio, key->pkey) != 1) {
+                BIO_free(bio);
+                ERR_clear_error();
+                return error_set(err, -EIO, "write the public key as PEM");
+        }
+        len = BIO_get_mem_data(bio, &data);
+        pem = len > 0 ? strndup(data, (size_t)len) : NULL;
+        BIO_free(bio);
+        if (!pem)
+                return error_set(err, -ENOMEM, "out of memory");
+        *ret_pem = pem;
+        return 0;
 }
 
 int ed25519_sign(const struct ed25519_key *key, const void *msg, size_t len, uint8_t sig[ED25519_SIGNATURE_SIZE],

@@ -25,6 +25,13 @@ int ed25519_key_load_public(const char *path, struct ed25519_key **ret_key, stru
  * play the ledger. */
 int ed25519_key_load_private(const char *path, struct ed25519_key **ret_key, struct error *err);
 
+/* Writes key's private half as PEM (PKCS#8) to a new file path, mode
+ * 0600; -EEXIST when the file exists (nothing is overwritten). */
+int ed25519_key_save_private(const struct ed25519_key *key, const char *path, struct error *err);
+
+/* The public half as PEM (SPKI) in a new *ret_pem. */
+int ed25519_key_public_pem(const struct ed25519_key *key, char **ret_pem, struct error *err);
+
 /* Signs msg[len]; -EINVAL for a key without its private half. */
 int ed25519_sign(const struct ed25519_key *key, const void *msg, size_t len, uint8_t sig[ED25519_SIGNATURE_SIZE],
                  struct error *err);

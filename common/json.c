@@ -120,3 +120,54 @@ int json_get_object(struct json_object *obj, const char *key, bool required, str
                 *ret = v;
         return 0;
 }
+
+int json_get_bool(struct json_object *obj, const char *key, bool required, bool *ret, struct error *err)
+{
+        struct json_object *v = NULL;
+        int r = get_typed(obj, key, required, json_type_boolean, "true or false", &v, err);
+
+        if (r == 0 && v)
+                *ret = json_object_get_boolean(v);
+        return r;
+}
+
+int json_get_strings(struct json_object *obj, const char *key, bool required, const char **ret, size_t max,
+                     size_t *ret_n, struct error *err)
+{
+        struct json_object *v = NULL;
+        size_t n;
+        int r = get_typed(obj, key, required, json_type_array, "an array", &v, err);
+
+        if (r < 0)
+                return r;
+        n = v ? json_object_array_length(v) : 0;
+        if (n > max)
+                return error_set(err, -EINVAL, "field `%s`: at most %zu items", key, max);
+        for (size_t i = 0; i < n; i++) {
+                struct json_object *item = json_object_array_get_idx(v, i);
+                const char *s;
+
+                if (!json_object_is_type(item, json_type_string))
+                        return error_set(err, -EINVAL, "field `%s`: item %zu is not a string", key, i);
+                s = json_object_get_string(item);
+                if (strlen(s) != (size_t)json_object_get_string_len(item))
+                        return error_set(err, -EINVAL, "field `%s`: item %zu contains a NUL character", key, i);
+                ret[i] = s;
+        }
+        *ret_n = n;
+        return 0;
+}
+
+int json_check_keys(struct json_object *obj, const char *const *names, struct error *err)
+{
+        json_object_object_foreach(obj, key, value) {
+                bool known = false;
+
+                (void)value;
+                for (size_t i = 0; names[i] && !known; i++)
+                        known = strcmp(key, names[i]) == 0;
+                if (!known)
+                        return error_set(err, -EINVAL, "unknown field `%.64s`", key);
+        }
+        return 0;
+}

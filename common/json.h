@@ -19,6 +19,13 @@ int json_get_string(struct json_object *obj, const char *key, bool required, con
 int json_get_int64(struct json_object *obj, const char *key, bool required, int64_t *ret, struct error *err);
 int json_get_object(struct json_object *obj, const char *key, bool required, struct json_object **ret,
                     struct error *err);
+int json_get_bool(struct json_object *obj, const char *key, bool required, bool *ret, struct error *err);
+/* An array of at most max strings: pointers into obj into ret[max], the
+ * count in *ret_n (0 when absent and optional). */
+int json_get_strings(struct json_object *obj, const char *key, bool required, const char **ret, size_t max,
+                     size_t *ret_n, struct error *err);
+/* -EINVAL naming the first key of obj that is not in names[] (NULL-ended). */
+int json_check_keys(struct json_object *obj, const char *const *names, struct error *err);
 
 static inline void json_object_putp(struct json_object **o)
 {

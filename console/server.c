@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "common/log.h"
-#include "common/lws_log.h"
+#include "common/lws_server.h"
 #include "common/util.h"
 #include "console/edge.h"
 
@@ -156,29 +156,19 @@ int edge_server_start(struct edge *edge, struct error *err)
                 .def = "index.html",
                 .origin_protocol = LWSMPRO_FILE,
         };
+        struct lws_server_tls tls = { edge->config.listen_address, (int)edge->config.port, edge->config.cert,
+                                      edge->config.key };
         struct lws_context_creation_info info;
         void *loops[] = { edge->loop };
 
         mount.origin = edge->config.web_dir;
-        memset(&info, 0, sizeof(info));
-        info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
-        if (!strchr(edge->config.listen_address, ':'))
-                info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+        lws_server_info_init(&info, &tls);
+        info.options |= LWS_SERVER_OPTION_LIBUV;
         info.foreign_loops = loops;
-        info.port = (int)edge->config.port;
-        info.iface = edge->config.listen_address;
         info.protocols = protocols;
         info.mounts = &mount;
         info.headers = &headers;
-        info.ssl_cert_filepath = edge->config.cert;
-        info.ssl_private_key_filepath = edge->config.key;
-        /* HTTP/1.1 only: websockets over h2 are a second code path for
-         * nothing the console needs. */
-        info.alpn = "http/1.1";
-        info.uid = -1;
-        info.gid = -1;
         info.user = edge;
-        info.timeout_secs = 10;
         /* lws reads TLS into this one buffer (per thread, not per
          * connection) and hands the websocket's payload on in pieces of its
          * size: at lws's default, 4 KiB, each became its own write to the
@@ -186,7 +176,7 @@ int edge_server_start(struct edge *edge, struct error *err)
         info.pt_serv_buf_size = 64 * 1024;
         /* Two fds a session (websocket, console), and some to spare. */
         info.fd_limit_per_thread = edge->config.max_sessions * 2 + 256;
-        lws_log_setup();
+        lws_server_log_to("edge");
         edge->lws = lws_create_context(&info);
         if (!edge->lws)
                 return error_set(err, -EIO, "libwebsockets: cannot serve on %s port %u (see its messages above)",
@@ -194,12 +184,7 @@ int edge_server_start(struct edge *edge, struct error *err)
         return 0;
 }
 
-int edge_server_port(struct edge *edge)
-{
-        struct lws_vhost *vh = lws_get_vhost_by_name(edge->lws, "default");
-
-        return vh ? lws_get_vhost_listen_port(vh) : -1;
-}
+int edge_server_port(struct edge *edge) { return lws_server_port(edge->lws); }
 
 void edge_server_stop(struct edge *edge)
 {

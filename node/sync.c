@@ -17,7 +17,7 @@
 #include "common/base64url.h"
 #include "common/json.h"
 #include "common/log.h"
-#include "common/lws_log.h"
+#include "common/lws_server.h"
 #include "common/util.h"
 #include "node/config.h"
 #include "node/logbook.h"
@@ -959,7 +959,7 @@ int sync_start(uv_loop_t *loop, struct store *store, struct guests *guests, stru
         info.uid = -1;
         info.gid = -1;
         info.timeout_secs = 20;
-        lws_log_setup();
+        lws_server_log_to("sync");
         c->lws = lws_create_context(&info);
         if (!c->lws) {
                 secret_wipe(c, sizeof(*c));

@@ -1,0 +1,53 @@
+#include "lws_server.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+
+void lws_server_info_init(struct lws_context_creation_info *info, const struct lws_server_tls *tls)
+{
+        memset(info, 0, sizeof(*info));
+        info->options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        if (!strchr(tls->address, ':'))
+                info->options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+        info->port = tls->port;
+        info->iface = tls->address;
+        info->ssl_cert_filepath = tls->cert;
+        info->ssl_private_key_filepath = tls->key;
+        /* HTTP/1.1 only: websockets over h2 are a second code path for
+         * nothing our servers need. */
+        info->alpn = "http/1.1";
+        /* Privileges are ours to drop, not lws's. */
+        info->uid = -1;
+        info->gid = -1;
+        info->timeout_secs = 10;
+}
+
+static char log_who[32] = "lws";
+
+static void log_line(int level, const char *line)
+{
+        char text[512], msg[64];
+        size_t n;
+
+        snprintf(text, sizeof(text), "%s", line);
+        n = strlen(text);
+        while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
+                text[--n] = '\0';
+        snprintf(msg, sizeof(msg), "%s: libwebsockets", log_who);
+        log_write(level == LLL_ERR ? LOG_LEVEL_ERROR : LOG_LEVEL_WARN, msg, "line=\"%s\"", text);
+}
+
+void lws_server_log_to(const char *who)
+{
+        snprintf(log_who, sizeof(log_who), "%s", who);
+        lws_set_log_level(LLL_ERR | LLL_WARN, log_line);
+}
+
+int lws_server_port(struct lws_context *context)
+{
+        struct lws_vhost *vh = lws_get_vhost_by_name(context, "default");
+
+        return vh ? lws_get_vhost_listen_port(vh) : -1;
+}
