@@ -917,6 +917,16 @@ static void on_usage(uv_timer_t *t)
         report_usage(t->data);
 }
 
+/* An event queued anywhere in vpsd (a trigger, the lease scheduler, the
+ * operator) goes out on the loop's next turn, after its transaction. */
+static void on_store_change(void *userdata, int op, const char *db, const char *table, sqlite3_int64 rowid)
+{
+        (void)db;
+        (void)rowid;
+        if (op == SQLITE_INSERT && strcmp(table, "outbox") == 0)
+                kick(userdata);
+}
+
 /* --- life --- */
 
 int sync_start(uv_loop_t *loop, struct store *store, struct guests *guests, struct leases *leases,
@@ -973,6 +983,7 @@ int sync_start(uv_loop_t *loop, struct store *store, struct guests *guests, stru
         c->timers_open = 3;
         uv_timer_start(&c->usage_timer, on_usage, (uint64_t)c->usage_interval * 1000,
                        (uint64_t)c->usage_interval * 1000);
+        sqlite3_update_hook(store_db(store), on_store_change, c);
         /* Commands journaled before a restart go on at once, ledger or not. */
         kick(c);
         connect_now(c);
@@ -1029,6 +1040,7 @@ struct sync_client *sync_stop(struct sync_client *c)
         if (!c)
                 return NULL;
         c->stopping = true;
+        sqlite3_update_hook(store_db(c->store), NULL, NULL);
         out_clear(c);
         if (c->lws) {
                 lws_context_destroy(c->lws);
