@@ -146,7 +146,10 @@ def server(tmp_path):
     if not LEDGER.exists():
         pytest.fail(f"{LEDGER} is missing: run make first")
     s = Server(tmp_path)
-    s.start()
+    # LEDGER_VALGRIND=1 runs the server under valgrind (by hand: slow).
+    prefix = ("valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
+              "--log-file=" + str(tmp_path / "valgrind.log")) if os.environ.get("LEDGER_VALGRIND") else ()
+    s.start(prefix=prefix)
     s.keys = {}
     s.ok("POST", "plans", {"name": "small", "price": 1000, "vcpus": 1, "memory_mib": 1024, "disk_gib": 20})
     n = s.ok("POST", "nodes", {"id": "n1", "vcpus": 8, "memory_mib": 8192, "disk_gib": 200,
@@ -156,7 +159,8 @@ def server(tmp_path):
         s.ok("POST", "accounts", {"id": account})
     s.ok("POST", "accounts/alice/top-up", {"amount": 10000})
     yield s
-    assert s.stop() == 0, s.log_text()
+    status = s.stop()
+    assert status == 0, s.log_text() + (tmp_path / "valgrind.log").read_text() if prefix else s.log_text()
 
 
 def order(server, account="alice", **kw):
