@@ -15,6 +15,7 @@
 #include "common/util.h"
 
 #define ARG_MAX 256
+#define BODY_DRAIN_MAX (1024 * 1024)
 
 struct http_req {
         char method[8];
@@ -150,7 +151,10 @@ static int request(struct lws *wsi, struct http_req *q, const char *path)
                 respond_error(wsi, q, 405, "method not allowed");
                 return 0;
         }
-        if (has_body && strtoull(length, NULL, 10) > LEDGER_API_BODY_MAX) {
+        /* A body somewhat too big is read and dropped, so that the client
+         * reads the answer rather than a reset; a much bigger one is not
+         * waited for. */
+        if (has_body && strtoull(length, NULL, 10) > BODY_DRAIN_MAX) {
                 respond_error(wsi, q, 413, "the body is larger than 65536 bytes");
                 return 0;
         }
