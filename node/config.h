@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/error.h"
 #include "common/log.h"
@@ -56,6 +57,9 @@ struct config {
         unsigned console_max_sessions;
         unsigned console_max_sessions_per_service;
         unsigned console_max_failed_tickets; /* per client address and minute */
+        /* The customer ISO store (docs/iso.md). */
+        uint64_t iso_quota_bytes;            /* per account, unless the ledger set one */
+        unsigned iso_max_uploads;            /* uploads at once on the node */
 };
 
 /* Fills every field with its default. */
