@@ -25,7 +25,7 @@ DEPS_BUILD   := build-essential pkg-config clang libvirt-dev libjson-c-dev libnf
                 libsqlite3-dev libcrypt-dev libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libssl-dev libcmocka-dev
 DEPS_RUNTIME := libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils nftables iproute2 novnc passwd
 DEPS_TEST    := python3-pytest python3-scapy python3-websockets python3-cryptography python3-pil chromium websockify busybox-static cpio sqlite3 valgrind iperf3 iputils-ping \
-                genisoimage syslinux syslinux-common mtools dosfstools fdisk util-linux
+                genisoimage syslinux syslinux-common mtools dosfstools fdisk util-linux xorriso isolinux
 DEPS := $(DEPS_BUILD) $(DEPS_RUNTIME) $(DEPS_TEST)
 
 # Library objects: everything but the programs' main files.
@@ -36,14 +36,20 @@ COMMON_SRC := $(filter-out $(LWS_COMMON_SRC),$(wildcard common/*.c))
 NODE_SRC   := $(filter-out node/main.c node/vpsctl.c,$(wildcard node/*.c))
 NF_SRC     := $(wildcard netfilter/*.c)
 # billing-sync/: the sync codec both ends link, and the reference ledger.
+<<<<<<< HEAD
 # The ledger's server (lws) is vps-ledger's alone, beside its main.
 LEDGER_SERVER_SRC := billing-sync/ledger_server.c billing-sync/ledger_sync.c billing-sync/ledger_http.c
 BILLING_SRC := $(filter-out billing-sync/ledger_main.c $(LEDGER_SERVER_SRC),$(wildcard billing-sync/*.c))
 LIB_SRC    := $(COMMON_SRC) $(LWS_COMMON_SRC) $(NODE_SRC) $(NF_SRC) $(BILLING_SRC)
+=======
+BILLING_SRC := $(filter-out billing-sync/ledger_main.c,$(wildcard billing-sync/*.c))
+ISO_SRC    := $(wildcard iso/*.c)
+LIB_SRC    := $(COMMON_SRC) $(NODE_SRC) $(NF_SRC) $(BILLING_SRC) $(ISO_SRC)
+>>>>>>> iso
 # ar keeps one member per file name: two sources with one name would lose one.
 LIB_CLASH  := $(shell printf '%s\n' $(notdir $(LIB_SRC)) | sort | uniq -d)
 $(if $(LIB_CLASH),$(error library sources share a file name: $(LIB_CLASH)))
-HEADERS    := $(wildcard common/*.h node/*.h netfilter/*.h console/*.h billing-sync/*.h)
+HEADERS    := $(wildcard common/*.h node/*.h netfilter/*.h console/*.h billing-sync/*.h iso/*.h)
 # vpsd-edge: console/ and common/ only, never node/ (no SQLite, no libvirt).
 EDGE_SRC   := $(wildcard console/*.c) $(LWS_COMMON_SRC)
 EDGE_PKGS  := libuv libwebsockets libcrypto

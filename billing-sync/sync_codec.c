@@ -29,6 +29,7 @@ enum text_check {
         C_NODE_ID,   /* [a-z0-9._-] */
         C_NAME,      /* [A-Za-z0-9._-]: template names */
         C_ISO,       /* [a-z0-9-] */
+        C_HEX,       /* 64 lower-case hex digits: a SHA-256 */
         C_PRINTABLE, /* printable ASCII */
         C_TEXT,      /* UTF-8 without control characters */
         C_ENUM,      /* one of values */
@@ -47,6 +48,8 @@ struct field {
 #define MEMBER_SIZE(m) sizeof(((struct sync_msg *)0)->m)
 #define TEXT(n, m, req, chk, vals) { n, F_TEXT, req, offsetof(struct sync_msg, m), MEMBER_SIZE(m), chk, vals, 0, 0 }
 #define INT(n, m, lo, hi) { n, F_INT, true, offsetof(struct sync_msg, m), 0, 0, NULL, lo, hi }
+/* Optional: absent on the wire when 0, so its range starts at 1. */
+#define INT_OPT(n, m, hi) { n, F_INT, false, offsetof(struct sync_msg, m), 0, 0, NULL, 1, hi }
 #define BOOL(n, m) { n, F_BOOL, true, offsetof(struct sync_msg, m), 0, 0, NULL, 0, 0 }
 #define BYTES(n, m) { n, F_BYTES, true, offsetof(struct sync_msg, m), MEMBER_SIZE(m), 0, NULL, 0, 0 }
 #define OTHER(n, type, m) { n, type, true, offsetof(struct sync_msg, m), 0, 0, NULL, 0, 0 }
@@ -57,12 +60,14 @@ static const char *const suspend_reasons[] = { "unpaid", "abuse", "operator", NU
 static const char *const power_actions[] = { "start", "stop", "restart", "force-off", NULL };
 static const char *const service_states[] = { "provisioning", "running", "stopped", "suspended",
                                               "removal-queued", "terminated", NULL };
+static const char *const iso_states[] = { "uploaded", "approved", "rejected", "mounted", "ejected", "deleted",
+                                          NULL };
 static const char *const ack_results[] = { "applied", "failed", NULL };
 static const char *const error_codes[] = { "oversized", "malformed", "unsupported-version", "unauthenticated",
                                            "bad-mac", "replayed", "out-of-order", NULL };
 static const char *const command_names[] = { "provision", "renew", "suspend", "unsuspend", "terminate",
                                               "power", "reinstall", "resize", "transfer", "set-policy",
-                                              "iso-approve", "iso-mount", "iso-eject", "iso-delete", NULL };
+                                              "iso-approve", "iso-reject", "iso-mount", "iso-eject", "iso-delete", NULL };
 
 enum sender { BY_NODE = 1, BY_LEDGER = 2, BY_BOTH = 3 };
 
@@ -109,6 +114,9 @@ static const struct kind_def kinds[SYNC_KIND_COUNT] = {
         [SYNC_ISO_APPROVE] = { "iso-approve", BY_LEDGER,
                                { TEXT("iso", iso, true, C_ISO, NULL),
                                  TEXT("account_id", account_id, true, C_PRINTABLE, NULL), END } },
+        [SYNC_ISO_REJECT] = { "iso-reject", BY_LEDGER,
+                              { TEXT("iso", iso, true, C_ISO, NULL), TEXT("reason", reason, false, C_TEXT, NULL),
+                                END } },
         [SYNC_ISO_MOUNT] = { "iso-mount", BY_LEDGER, { SERVICE, TEXT("iso", iso, true, C_ISO, NULL), END } },
         [SYNC_ISO_EJECT] = { "iso-eject", BY_LEDGER, { SERVICE, END } },
         [SYNC_ISO_DELETE] = { "iso-delete", BY_LEDGER, { TEXT("iso", iso, true, C_ISO, NULL), END } },
@@ -126,6 +134,11 @@ static const struct kind_def kinds[SYNC_KIND_COUNT] = {
         [SYNC_REMOVAL_QUEUED] = { "removal-queued", BY_NODE,
                                   { SERVICE, INT("remove_after", remove_after, 0, SYNC_TIME_MAX), END } },
         [SYNC_INVENTORY] = { "inventory", BY_NODE, { OTHER("services", F_INVENTORY, services), END } },
+        [SYNC_ISO] = { "iso", BY_NODE,
+                       { TEXT("iso", iso, true, C_ISO, NULL), TEXT("account_id", account_id, true, C_PRINTABLE, NULL),
+                         TEXT("state", state, true, C_ENUM, iso_states), INT_OPT("size", size, SYNC_INT_MAX),
+                         TEXT("sha256", sha256, false, C_HEX, NULL), TEXT("service", service, false, C_UUID, NULL),
+                         TEXT("label", label, false, C_TEXT, NULL), END } },
 };
 
 /* Commands and events carry these besides their own fields. */
@@ -149,7 +162,7 @@ int sync_kind_parse(const char *name, enum sync_kind *ret_kind)
 }
 
 bool sync_kind_is_command(enum sync_kind kind) { return kind >= SYNC_PROVISION && kind <= SYNC_ISO_DELETE; }
-bool sync_kind_is_event(enum sync_kind kind) { return kind >= SYNC_STATE && kind <= SYNC_INVENTORY; }
+bool sync_kind_is_event(enum sync_kind kind) { return kind >= SYNC_STATE && kind <= SYNC_ISO; }
 
 bool sync_kind_sent_by(enum sync_kind kind, enum sync_role role)
 {
@@ -189,6 +202,8 @@ static bool text_ok(const char *s, size_t len, enum text_check check, const char
                 return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == len;
         case C_ISO:
                 return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == len;
+        case C_HEX:
+                return len == 64 && strspn(s, "0123456789abcdef") == len;
         case C_PRINTABLE:
                 for (size_t i = 0; i < len; i++)
                         if (s[i] < 0x20 || s[i] > 0x7e)
@@ -369,6 +384,8 @@ static int read_field(struct json_object *obj, const struct field *f, struct syn
         case F_TEXT:
                 return get_text(obj, f->name, f->required, f->size - 1, f->check, f->values, slot, err);
         case F_INT:
+                if (!f->required && !json_object_object_get_ex(obj, f->name, NULL))
+                        return 0;
                 return get_int(obj, f->name, f->min, f->max, (int64_t *)(void *)slot, err);
         case F_BOOL:
                 if (!json_object_object_get_ex(obj, f->name, &v))
@@ -555,6 +572,8 @@ static int write_field(struct json_object *obj, const struct field *f, const str
                         return 0;
                 return add(obj, f->name, json_object_new_string(slot), err);
         case F_INT:
+                if (!f->required && *(const int64_t *)(const void *)slot == 0)
+                        return 0;
                 return add(obj, f->name, json_object_new_int64(*(const int64_t *)(const void *)slot), err);
         case F_BOOL:
                 return add(obj, f->name, json_object_new_boolean(*(const bool *)(const void *)slot), err);

@@ -27,6 +27,7 @@
 #define SYNC_ACCOUNT_ID_MAX 128
 #define SYNC_TEXT_MAX 256           /* reasons and error texts */
 #define SYNC_NAME_MAX 64            /* template and ISO names */
+#define SYNC_LABEL_MAX 200          /* an ISO's label */
 #define SYNC_SSH_KEYS_MAX 32
 #define SYNC_SSH_KEY_MAX 4096
 #define SYNC_PASSWORD_MAX 128
@@ -59,6 +60,7 @@ enum sync_kind {
         SYNC_TRANSFER,
         SYNC_SET_POLICY,
         SYNC_ISO_APPROVE,
+        SYNC_ISO_REJECT,
         SYNC_ISO_MOUNT,
         SYNC_ISO_EJECT,
         SYNC_ISO_DELETE,
@@ -68,6 +70,7 @@ enum sync_kind {
         SYNC_USAGE,
         SYNC_REMOVAL_QUEUED,
         SYNC_INVENTORY,
+        SYNC_ISO,
         SYNC_KIND_COUNT,
 };
 
@@ -113,19 +116,22 @@ struct sync_msg {
         char *spec;                                /* provision: canonical JSON of docs/service.md's input form */
         char *plan;                                /* resize: canonical JSON of the plan object */
         int64_t paid_until;                        /* renew */
-        char reason[SYNC_TEXT_MAX + 1];            /* suspend (unpaid|abuse|operator), state, error */
+        char reason[SYNC_TEXT_MAX + 1];            /* suspend (unpaid|abuse|operator), state, error, iso-reject */
         char action[16];                           /* power */
         char template_name[SYNC_NAME_MAX + 1];     /* reinstall */
         char **ssh_keys;                           /* reinstall */
         size_t n_ssh_keys;
         char root_password[SYNC_PASSWORD_MAX + 1]; /* reinstall (optional), result */
         bool confirm_disk_shrink;                  /* resize */
-        char account_id[SYNC_ACCOUNT_ID_MAX + 1];  /* transfer, iso-approve */
+        char account_id[SYNC_ACCOUNT_ID_MAX + 1];  /* transfer, iso-approve, iso */
         int64_t grace_seconds, retention_seconds;  /* set-policy */
         bool autonomous_removal;                   /* set-policy */
-        char iso[SYNC_NAME_MAX + 1];               /* iso-* */
+        char iso[SYNC_NAME_MAX + 1];               /* iso-*, iso */
+        char label[SYNC_LABEL_MAX + 1];            /* iso (optional): what the customer called it */
+        char sha256[65];                           /* iso (optional): lower-case hex */
+        int64_t size;                              /* iso (optional): bytes */
 
-        char state[16];                            /* state */
+        char state[16];                            /* state, iso */
         int64_t command_seq;                       /* result */
         char op[16];                               /* result: the command's kind */
         bool ok;                                   /* result */

@@ -8,8 +8,11 @@
 #include "util.h"
 
 /* On the wire, little-endian: u8 type, u8 kind, u16 port, u64 session,
- * u16 address length, u16 ticket length, then the two strings. */
+ * u16 address length, u16 ticket length, then the two strings. The upload
+ * messages follow them with u16 status, u16 text length, u64 size and the
+ * text. */
 #define HEADER_SIZE 16
+#define UPLOAD_SIZE 12
 
 static const char *const kind_names[] = { "vnc", "serial" };
 
@@ -28,6 +31,8 @@ int console_kind_parse(const char *name, enum console_kind *ret_kind)
         return -EINVAL;
 }
 
+bool edge_msg_is_upload(enum edge_msg_type type) { return type >= EDGE_MSG_UPLOAD && type <= EDGE_MSG_UPLOAD_RESULT; }
+
 static void put16(uint8_t *p, uint16_t v)
 {
         p[0] = (uint8_t)v;
@@ -36,34 +41,61 @@ static void put16(uint8_t *p, uint16_t v)
 
 static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
 
+static void put64(uint8_t *p, uint64_t v)
+{
+        for (int i = 0; i < 8; i++)
+                p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+        uint64_t v = 0;
+
+        for (int i = 0; i < 8; i++)
+                v |= (uint64_t)p[i] << (8 * i);
+        return v;
+}
+
 int edge_msg_encode(const struct edge_msg *msg, uint8_t *buf, size_t size)
 {
         size_t alen = strnlen(msg->address, sizeof(msg->address)),
-               tlen = strnlen(msg->ticket, sizeof(msg->ticket));
+               tlen = strnlen(msg->ticket, sizeof(msg->ticket)), xlen = strnlen(msg->text, sizeof(msg->text)),
+               total;
+        bool upload = edge_msg_is_upload(msg->type);
 
-        if (msg->type < EDGE_MSG_READY || msg->type > EDGE_MSG_CLOSED || (unsigned)msg->kind >= CONSOLE_KIND_COUNT ||
-            alen > EDGE_ADDRESS_MAX || tlen > EDGE_TICKET_MAX)
+        if (msg->type < EDGE_MSG_READY || msg->type > EDGE_MSG_UPLOAD_RESULT ||
+            (unsigned)msg->kind >= CONSOLE_KIND_COUNT || alen > EDGE_ADDRESS_MAX || tlen > EDGE_TICKET_MAX ||
+            xlen > EDGE_TEXT_MAX)
                 return -EINVAL;
-        if (HEADER_SIZE + alen + tlen > size)
+        total = HEADER_SIZE + alen + tlen + (upload ? UPLOAD_SIZE + xlen : 0);
+        if (total > size)
                 return -ENOBUFS;
         buf[0] = (uint8_t)msg->type;
         buf[1] = (uint8_t)msg->kind;
         put16(buf + 2, msg->port);
-        for (int i = 0; i < 8; i++)
-                buf[4 + i] = (uint8_t)(msg->session >> (8 * i));
+        put64(buf + 4, msg->session);
         put16(buf + 12, (uint16_t)alen);
         put16(buf + 14, (uint16_t)tlen);
         memcpy(buf + HEADER_SIZE, msg->address, alen);
         memcpy(buf + HEADER_SIZE + alen, msg->ticket, tlen);
-        return (int)(HEADER_SIZE + alen + tlen);
+        if (upload) {
+                uint8_t *u = buf + HEADER_SIZE + alen + tlen;
+                put16(u, msg->status);
+                put16(u + 2, (uint16_t)xlen);
+                put64(u + 4, msg->size);
+                memcpy(u + UPLOAD_SIZE, msg->text, xlen);
+        }
+        return (int)total;
 }
 
-static int string_take(const char *field, const uint8_t *p, size_t n, size_t max, char *out, struct error *err)
+/* Printable ASCII; spaces only where spaces is set (labels, messages). */
+static int string_take(const char *field, const uint8_t *p, size_t n, size_t max, bool spaces, char *out,
+                       struct error *err)
 {
         if (n > max)
                 return error_set(err, -EBADMSG, "%s longer than %zu bytes", field, max);
         for (size_t i = 0; i < n; i++)
-                if (p[i] < 0x21 || p[i] > 0x7e)
+                if (p[i] < (spaces ? 0x20 : 0x21) || p[i] > 0x7e)
                         return error_set(err, -EBADMSG, "%s: byte %zu is not printable", field, i + 1);
         memcpy(out, p, n);
         out[n] = '\0';
@@ -73,26 +105,38 @@ static int string_take(const char *field, const uint8_t *p, size_t n, size_t max
 int edge_msg_decode(const uint8_t *buf, size_t len, struct edge_msg *ret, struct error *err)
 {
         struct edge_msg m = { 0 };
-        size_t alen, tlen;
+        size_t alen, tlen, xlen = 0, fixed;
+        const uint8_t *u;
 
         if (len < HEADER_SIZE)
                 return error_set(err, -EBADMSG, "message of %zu bytes is shorter than its header", len);
-        if (buf[0] < EDGE_MSG_READY || buf[0] > EDGE_MSG_CLOSED)
+        if (buf[0] < EDGE_MSG_READY || buf[0] > EDGE_MSG_UPLOAD_RESULT)
                 return error_set(err, -EBADMSG, "unknown message type %u", buf[0]);
         if (buf[1] >= CONSOLE_KIND_COUNT)
                 return error_set(err, -EBADMSG, "unknown console kind %u", buf[1]);
         m.type = buf[0];
         m.kind = buf[1];
         m.port = get16(buf + 2);
-        for (int i = 0; i < 8; i++)
-                m.session |= (uint64_t)buf[4 + i] << (8 * i);
+        m.session = get64(buf + 4);
         alen = get16(buf + 12);
         tlen = get16(buf + 14);
-        if (HEADER_SIZE + alen + tlen != len)
-                return error_set(err, -EBADMSG, "message lengths (%zu + %zu) do not add up to %zu bytes", alen, tlen,
-                                 len - HEADER_SIZE);
-        if (string_take("address", buf + HEADER_SIZE, alen, EDGE_ADDRESS_MAX, m.address, err) < 0 ||
-            string_take("ticket", buf + HEADER_SIZE + alen, tlen, EDGE_TICKET_MAX, m.ticket, err) < 0)
+        fixed = HEADER_SIZE + alen + tlen;
+        u = buf + fixed;
+        if (edge_msg_is_upload(m.type)) {
+                if (fixed + UPLOAD_SIZE > len)
+                        return error_set(err, -EBADMSG, "upload message of %zu bytes is shorter than its fields", len);
+                m.status = get16(u);
+                xlen = get16(u + 2);
+                m.size = get64(u + 4);
+                fixed += UPLOAD_SIZE;
+                u += UPLOAD_SIZE;
+        }
+        if (fixed + xlen != len)
+                return error_set(err, -EBADMSG, "message lengths (%zu + %zu + %zu) do not add up to %zu bytes", alen,
+                                 tlen, xlen, len - HEADER_SIZE);
+        if (string_take("address", buf + HEADER_SIZE, alen, EDGE_ADDRESS_MAX, false, m.address, err) < 0 ||
+            string_take("ticket", buf + HEADER_SIZE + alen, tlen, EDGE_TICKET_MAX, false, m.ticket, err) < 0 ||
+            string_take("text", u, xlen, EDGE_TEXT_MAX, true, m.text, err) < 0)
                 return err ? err->code : -EBADMSG;
         *ret = m;
         return 0;

@@ -8,9 +8,18 @@
  *   vpsd -> edge  GRANT   session; the connected console socket is attached
  *   vpsd -> edge  REFUSE  session (never why: the client learns nothing)
  *   vpsd -> edge  CLOSE   session: end it now (vpsd also shuts its copy down)
- *   edge -> vpsd  CLOSED  session ended; vpsd drops its copy and counts it */
+ *   edge -> vpsd  CLOSED  session ended; vpsd drops its copy and counts it
+ *
+ * An ISO upload (docs/iso.md) is a session too:
+ *   edge -> vpsd  UPLOAD         session, client address, ticket, text = the label
+ *   vpsd -> edge  GRANT          session; the write end of a pipe is attached: the body goes there
+ *   edge -> vpsd  UPLOAD_DONE    session, size = the body's bytes, all written and the pipe closed
+ *   edge -> vpsd  UPLOAD_ABORT   session: the client went away; vpsd keeps nothing
+ *   vpsd -> edge  UPLOAD_RESULT  session, status (an HTTP status), text = the ISO id or why not,
+ *                                for the customer: at any time, ending the upload */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,10 +42,15 @@ enum edge_msg_type {
         EDGE_MSG_REFUSE,
         EDGE_MSG_CLOSE,
         EDGE_MSG_CLOSED,
+        EDGE_MSG_UPLOAD,
+        EDGE_MSG_UPLOAD_DONE,
+        EDGE_MSG_UPLOAD_ABORT,
+        EDGE_MSG_UPLOAD_RESULT,
 };
 
 #define EDGE_TICKET_MAX 1024 /* bytes of a ticket, as the client sent it */
 #define EDGE_ADDRESS_MAX 64  /* "ipv6%scope" or "a.b.c.d", no port */
+#define EDGE_TEXT_MAX 200    /* a label or a customer-facing message: printable ASCII, spaces too */
 #define EDGE_MSG_MAX 2048    /* one message on the wire */
 
 struct edge_msg {
@@ -46,7 +60,13 @@ struct edge_msg {
         char address[EDGE_ADDRESS_MAX + 1]; /* OPEN: the client's address; READY: the address listened on */
         char ticket[EDGE_TICKET_MAX + 1];   /* OPEN */
         uint16_t port;                 /* READY: the port listened on */
+        char text[EDGE_TEXT_MAX + 1];  /* UPLOAD: the label; UPLOAD_RESULT: the ISO id or why not */
+        uint16_t status;               /* UPLOAD_RESULT: an HTTP status */
+        uint64_t size;                 /* UPLOAD_DONE: bytes written to the pipe */
 };
+
+/* Whether a message of type carries the upload fields (text, status, size). */
+bool edge_msg_is_upload(enum edge_msg_type type);
 
 /* Encodes msg into buf[size]; returns its length or -EINVAL (a field out
  * of range) / -ENOBUFS. */

@@ -10,15 +10,24 @@
 #include "common/util.h"
 
 #define TICKET_MAGIC "vpsd-console-ticket-1"
+#define ISO_TICKET_MAGIC "vpsd-iso-upload-ticket-1"
 #define PAYLOAD_MAX 512
 
 static int payload_format(const struct ticket *t, char *buf, size_t size)
 {
-        int n = snprintf(buf, size,
-                         TICKET_MAGIC "\nservice=%s\naccount=%s\nkind=%s\niat=%" PRId64 "\nexp=%" PRId64
-                                      "\nnonce=%s\n",
-                         t->service, t->account, console_kind_name(t->kind), t->issued_at, t->expires_at, t->nonce);
+        int n;
 
+        if (t->type == TICKET_ISO_UPLOAD)
+                n = snprintf(buf, size,
+                             ISO_TICKET_MAGIC "\naccount=%s\nmax_bytes=%" PRIu64 "\niat=%" PRId64 "\nexp=%" PRId64
+                                              "\nnonce=%s\n",
+                             t->account, t->max_bytes, t->issued_at, t->expires_at, t->nonce);
+        else
+                n = snprintf(buf, size,
+                             TICKET_MAGIC "\nservice=%s\naccount=%s\nkind=%s\niat=%" PRId64 "\nexp=%" PRId64
+                                          "\nnonce=%s\n",
+                             t->service, t->account, console_kind_name(t->kind), t->issued_at, t->expires_at,
+                             t->nonce);
         return n < 0 || (size_t)n >= size ? -ENOBUFS : n;
 }
 
@@ -95,20 +104,62 @@ static int seconds_parse(const char *s, int64_t *ret)
         return 0;
 }
 
+/* The fields only a console ticket has, after its magic line. */
+static int console_fields_parse(const char **p, const char *end, struct ticket *t, struct error *err)
+{
+        char kind[16];
+
+        t->type = TICKET_CONSOLE;
+        if (field(p, end, "service", t->service, sizeof(t->service)) < 0 || !uuid_valid(t->service))
+                return error_set(err, -EINVAL, "malformed field `service`");
+        if (field(p, end, "account", t->account, sizeof(t->account)) < 0)
+                return error_set(err, -EINVAL, "malformed field `account`");
+        if (field(p, end, "kind", kind, sizeof(kind)) < 0 || console_kind_parse(kind, &t->kind) < 0)
+                return error_set(err, -EINVAL, "malformed field `kind`");
+        return 0;
+}
+
+/* The fields only an ISO upload ticket has, after its magic line. */
+static int iso_fields_parse(const char **p, const char *end, struct ticket *t, struct error *err)
+{
+        char max[24];
+        int64_t v;
+
+        t->type = TICKET_ISO_UPLOAD;
+        if (field(p, end, "account", t->account, sizeof(t->account)) < 0)
+                return error_set(err, -EINVAL, "malformed field `account`");
+        if (field(p, end, "max_bytes", max, sizeof(max)) < 0 || seconds_parse(max, &v) < 0 || v < 1 ||
+            (uint64_t)v > TICKET_MAX_BYTES)
+                return error_set(err, -EINVAL, "malformed field `max_bytes`");
+        t->max_bytes = (uint64_t)v;
+        return 0;
+}
+
+/* The payload starts with its type's magic line. */
+static bool magic_take(const char **p, const char *end, const char *magic)
+{
+        size_t n = strlen(magic);
+
+        if ((size_t)(end - *p) <= n || memcmp(*p, magic, n) != 0 || (*p)[n] != '\n')
+                return false;
+        *p += n + 1;
+        return true;
+}
+
 static int payload_parse(const char *buf, size_t len, struct ticket *t, struct error *err)
 {
         const char *p = buf, *end = buf + len;
-        char kind[16], iat[24], exp[24];
+        char iat[24], exp[24];
+        int r;
 
-        if (len < sizeof(TICKET_MAGIC) || memcmp(p, TICKET_MAGIC "\n", sizeof(TICKET_MAGIC)) != 0)
+        if (magic_take(&p, end, TICKET_MAGIC))
+                r = console_fields_parse(&p, end, t, err);
+        else if (magic_take(&p, end, ISO_TICKET_MAGIC))
+                r = iso_fields_parse(&p, end, t, err);
+        else
                 return error_set(err, -EINVAL, "not a version 1 ticket");
-        p += sizeof(TICKET_MAGIC);
-        if (field(&p, end, "service", t->service, sizeof(t->service)) < 0 || !uuid_valid(t->service))
-                return error_set(err, -EINVAL, "malformed field `service`");
-        if (field(&p, end, "account", t->account, sizeof(t->account)) < 0)
-                return error_set(err, -EINVAL, "malformed field `account`");
-        if (field(&p, end, "kind", kind, sizeof(kind)) < 0 || console_kind_parse(kind, &t->kind) < 0)
-                return error_set(err, -EINVAL, "malformed field `kind`");
+        if (r < 0)
+                return r;
         if (field(&p, end, "iat", iat, sizeof(iat)) < 0 || seconds_parse(iat, &t->issued_at) < 0)
                 return error_set(err, -EINVAL, "malformed field `iat`");
         if (field(&p, end, "exp", exp, sizeof(exp)) < 0 || seconds_parse(exp, &t->expires_at) < 0)

@@ -30,6 +30,7 @@ struct edge_config {
 };
 
 struct edge_session;
+struct edge_upload;
 struct chunk;
 
 struct edge {
@@ -38,6 +39,7 @@ struct edge {
         struct lws_context *lws;
         struct edge_link *link;
         struct edge_session *sessions; /* every session whose websocket is up */
+        struct edge_upload *uploads;   /* ISO uploads in progress (upload.c) */
         unsigned n_sessions;
         unsigned n_pending;
         uint64_t next_session;
@@ -71,6 +73,21 @@ void edge_session_message(struct edge *edge, const struct edge_msg *msg, int fd)
 void edge_session_close_all(struct edge *edge);
 /* The read buffers kept for reuse freed, once the loop has ended. */
 void edge_session_free_spares(struct edge *edge);
+
+/* upload.c: an ISO upload on an HTTP connection (docs/iso.md). */
+/* PUT/POST /iso/upload arrived with ticket and label: asks vpsd. NULL
+ * when it cannot even ask (the caller answers 503). */
+struct edge_upload *edge_upload_new(struct edge *edge, struct lws *wsi, const char *ticket, const char *label,
+                                    const char *address);
+void edge_upload_body(struct edge_upload *u, const void *data, size_t len);
+void edge_upload_body_complete(struct edge_upload *u);
+/* The HTTP writable callback: the answer, once there is one. */
+int edge_upload_writable(struct edge_upload *u);
+void edge_upload_closed(struct edge_upload *u);
+/* A message from vpsd for an upload; false when it is not an upload's. */
+bool edge_upload_message(struct edge *edge, const struct edge_msg *msg, int fd);
+/* vpsd is gone: every upload is answered with an error. */
+void edge_upload_abort_all(struct edge *edge);
 
 /* What every refusal looks like to a client, whatever the reason. */
 #define EDGE_CLOSE_REFUSED 4001

@@ -84,7 +84,8 @@ static int drop_privileges(const char *user, struct error *err)
 
 static void on_link_message(const struct edge_msg *msg, int fd, void *userdata)
 {
-        edge_session_message(userdata, msg, fd);
+        if (!edge_upload_message(userdata, msg, fd))
+                edge_session_message(userdata, msg, fd);
 }
 
 static void edge_stop(struct edge *edge, int code);

@@ -11,10 +11,13 @@
 #include "common/util.h"
 #include "console/edge.h"
 
-/* What lws keeps per websocket: the session, or that it was refused. */
+/* What lws keeps per websocket: the session, or that it was refused; per
+ * HTTP connection: the ISO upload on it. */
 struct ws_data {
         struct edge_session *session;
         bool refused;
+        struct edge_upload *upload;
+        int http_status; /* an answer of the edge's own before any upload (404, 405 …) */
 };
 
 static struct edge *edge_of(struct lws *wsi) { return lws_context_user(lws_get_context(wsi)); }
@@ -74,6 +77,73 @@ static void ws_established(struct lws *wsi, struct ws_data *d)
         d->refused = d->session == NULL;
 }
 
+/* A label as the customer gave it, printable ASCII (spaces too), cut to
+ * what the protocol carries: a label only, never a path (vpsd names the
+ * file by a random id). */
+static void label_clean(char *label)
+{
+        char *out = label;
+
+        for (const char *p = label; *p && out - label < EDGE_TEXT_MAX; p++)
+                if ((unsigned char)*p >= 0x20 && (unsigned char)*p <= 0x7e)
+                        *out++ = *p;
+        *out = '\0';
+}
+
+/* PUT or POST /iso/upload?ticket=T[&label=L] (or X-Label: L). */
+static int http_upload(struct lws *wsi, struct ws_data *d)
+{
+        struct edge *edge = edge_of(wsi);
+        char path[64] = "", ticket[EDGE_TICKET_MAX + 2], label[EDGE_TEXT_MAX * 3 + 1] = "",
+             address[EDGE_ADDRESS_MAX + 1] = "";
+        const char *t;
+
+        if (lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_PUT_URI) <= 0 &&
+            lws_hdr_copy(wsi, path, sizeof(path), WSI_TOKEN_POST_URI) <= 0) {
+                d->http_status = lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0 ? 405 : 400;
+                return 0;
+        }
+        if (strcmp(path, "/iso/upload") != 0) {
+                d->http_status = 404;
+                return 0;
+        }
+        t = lws_get_urlarg_by_name(wsi, "ticket=", ticket, sizeof(ticket));
+        if (!t || strlen(t) > EDGE_TICKET_MAX) {
+                d->http_status = 403;
+                return 0;
+        }
+        if (lws_hdr_custom_copy(wsi, label, sizeof(label), "x-label:", 8) <= 0) {
+                const char *l = lws_get_urlarg_by_name(wsi, "label=", label, sizeof(label));
+                memmove(label, l ? l : "", strlen(l ? l : "") + 1);
+        }
+        label_clean(label);
+        lws_get_peer_simple(wsi, address, sizeof(address));
+        d->upload = edge_upload_new(edge, wsi, t, label, address);
+        if (!d->upload)
+                d->http_status = 503;
+        return 0;
+}
+
+/* The edge's own answer to a request it will not forward. */
+static int http_status_write(struct lws *wsi, int status)
+{
+        unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof(buf) - 1;
+        const char *text = status == 404 ? "{\"error\":\"not found\"}\n"
+                           : status == 405 ? "{\"error\":\"use PUT or POST\"}\n"
+                           : status == 403 ? "{\"error\":\"the upload ticket is not valid\"}\n"
+                           : status == 503 ? "{\"error\":\"the node cannot take uploads now; try again\"}\n"
+                                           : "{\"error\":\"bad request\"}\n";
+        size_t n = strlen(text);
+
+        if (lws_add_http_common_headers(wsi, (unsigned)status, "application/json", (lws_filepos_t)n, &p, end) ||
+            lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5, &p, end) ||
+            lws_finalize_write_http_header(wsi, start, &p, end))
+                return -1;
+        memcpy(start, text, n);
+        lws_write(wsi, start, n, LWS_WRITE_HTTP_FINAL);
+        return -1;
+}
+
 /* lws 4.1.6 on a foreign libuv loop hangs up without the close frame that
  * lws_close_reason() prepares, so the frame is written here (opcode
  * LWS_WRITE_CLOSE, 4, which lws keeps out of its public enum) and the
@@ -110,6 +180,34 @@ static int callback_console(struct lws *wsi, enum lws_callback_reasons reason, v
         switch (reason) {
         case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
                 return !path_acceptable(in);
+        case LWS_CALLBACK_HTTP:
+                http_upload(wsi, d);
+                /* A request without a body (or refused before it) is
+                 * answered now; an upload when vpsd has spoken. */
+                if (d->http_status)
+                        lws_callback_on_writable(wsi);
+                return 0;
+        case LWS_CALLBACK_HTTP_BODY:
+                if (d->upload)
+                        edge_upload_body(d->upload, in, len);
+                return 0;
+        case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+                if (d->upload)
+                        edge_upload_body_complete(d->upload);
+                else if (d->http_status)
+                        lws_callback_on_writable(wsi);
+                return 0;
+        case LWS_CALLBACK_HTTP_WRITEABLE:
+                if (d->upload)
+                        return edge_upload_writable(d->upload);
+                if (d->http_status)
+                        return http_status_write(wsi, d->http_status);
+                return 0;
+        case LWS_CALLBACK_CLOSED_HTTP:
+                if (d->upload)
+                        edge_upload_closed(d->upload);
+                d->upload = NULL;
+                return 0;
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
                 if (!origin_allowed(wsi)) {
                         lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_ORIGIN);
@@ -150,7 +248,15 @@ static const struct lws_protocols protocols[] = {
 
 int edge_server_start(struct edge *edge, struct error *err)
 {
+        /* Uploads go to the protocol's callback, not to the files. */
+        static struct lws_http_mount upload_mount = {
+                .mountpoint = "/iso",
+                .mountpoint_len = 4,
+                .origin = "vpsd-console",
+                .origin_protocol = LWSMPRO_CALLBACK,
+        };
         static struct lws_http_mount mount = {
+                .mount_next = &upload_mount,
                 .mountpoint = "/",
                 .mountpoint_len = 1,
                 .def = "index.html",

@@ -240,6 +240,35 @@ bad:
         return -EINVAL;
 }
 
+/* A size in bytes: a whole number with an optional K, M, G or T suffix
+ * (binary: 1K = 1024), up to 2^53 - 1. */
+static int parse_bytes(const struct config_key *key, const char *value, void *field, char *why, size_t why_size)
+{
+        static const char suffixes[] = "KMGT";
+        uint64_t n = 0, scale = 1;
+        const char *p = value, *s;
+
+        (void)key;
+        for (; isdigit((unsigned char)*p); p++) {
+                n = n * 10 + (unsigned)(*p - '0');
+                if (n > (UINT64_C(1) << 53))
+                        goto bad;
+        }
+        if (p == value)
+                goto bad;
+        if (*p && (s = strchr(suffixes, *p)) && !p[1])
+                scale = UINT64_C(1) << (10 * (s - suffixes + 1));
+        else if (*p)
+                goto bad;
+        if (n > ((UINT64_C(1) << 53) - 1) / scale)
+                goto bad;
+        *(uint64_t *)field = n * scale;
+        return 0;
+bad:
+        snprintf(why, why_size, "must be a size in bytes, with an optional K, M, G or T (up to 2^53 - 1 bytes)");
+        return -EINVAL;
+}
+
 static int parse_enum(const struct config_key *key, const char *value, void *field, char *why, size_t why_size)
 {
         size_t len = 0;
@@ -299,11 +328,16 @@ static const struct config_key config_keys[] = {
         { "console_max_sessions_per_service", parse_uint, FIELD(console_max_sessions_per_service), 1, 64, NULL,
           false },
         { "console_max_failed_tickets", parse_uint, FIELD(console_max_failed_tickets), 1, 10000, NULL, false },
+<<<<<<< HEAD
         { "ledger_url", parse_ledger_url, FIELD(ledger_url), 0, 0, NULL, false },
         { "ledger_ca_file", parse_path, FIELD(ledger_ca_file), 0, 0, NULL, false },
         { "ledger_key_file", parse_path, FIELD(ledger_key_file), 0, 0, NULL, false },
         { "ledger_node_id", parse_node_id, FIELD(ledger_node_id), 0, 0, NULL, false },
         { "ledger_usage_interval", parse_uint, FIELD(ledger_usage_interval), 60, 86400, NULL, false },
+=======
+        { "iso_quota_bytes", parse_bytes, FIELD(iso_quota_bytes), 0, 0, NULL, true },
+        { "iso_max_uploads", parse_uint, FIELD(iso_max_uploads), 1, 64, NULL, false },
+>>>>>>> iso
 };
 
 void config_init(struct config *cfg)
@@ -335,6 +369,8 @@ void config_init(struct config *cfg)
         cfg->console_max_sessions = 1000;
         cfg->console_max_sessions_per_service = 4;
         cfg->console_max_failed_tickets = 10;
+        cfg->iso_quota_bytes = UINT64_C(20) << 30;
+        cfg->iso_max_uploads = 4;
 }
 
 int config_template_dir(const struct config *cfg, char *buf, size_t size)

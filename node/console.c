@@ -1,6 +1,7 @@
 #include "console.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include "node/console_cert.h"
 #include "node/console_check.h"
 #include "node/domain.h"
+#include "iso/iso.h"
 
 #define RESTART_MIN_MS 500
 #define RESTART_MAX_MS 30000
@@ -32,6 +34,13 @@ struct session {
         int64_t opened_at;   /* monotonic seconds */
         bool closing;        /* CLOSE sent; waiting for the edge's CLOSED */
         struct session *next;
+};
+
+/* An ISO upload the edge is streaming into the store. */
+struct upload_session {
+        uint64_t edge_id;
+        struct iso_upload *upload;
+        struct upload_session *next;
 };
 
 struct failure {
@@ -57,6 +66,8 @@ struct console {
         struct command *useradd;
         struct session *sessions;
         unsigned n_sessions;
+        struct iso_store *isos;          /* may be NULL: no uploads */
+        struct upload_session *uploads;
         struct failure failures[FAILURE_TABLE_SIZE];
         bool stopping;
         unsigned handles_open;
@@ -136,6 +147,61 @@ void console_close_service(struct console *c, const char *uuid, const char *why)
         for (struct session *s = c->sessions; s; s = s->next)
                 if (strcmp(s->uuid, uuid) == 0)
                         session_end(c, s, why);
+}
+
+/* --- uploads --- */
+
+static struct upload_session *upload_find(struct console *c, uint64_t id, struct iso_upload *upload)
+{
+        for (struct upload_session *u = c->uploads; u; u = u->next)
+                if ((upload && u->upload == upload) || (!upload && u->edge_id == id))
+                        return u;
+        return NULL;
+}
+
+static void upload_forget(struct console *c, struct upload_session *gone)
+{
+        for (struct upload_session **p = &c->uploads; *p; p = &(*p)->next)
+                if (*p == gone) {
+                        *p = gone->next;
+                        free(gone);
+                        return;
+                }
+}
+
+/* The edge is gone or the console stops: nothing of an upload is kept. */
+static void uploads_abort_all(struct console *c)
+{
+        while (c->uploads) {
+                iso_upload_abort(c->uploads->upload);
+                upload_forget(c, c->uploads);
+        }
+}
+
+static void upload_answer(struct console *c, uint64_t edge_id, int status, const char *text)
+{
+        struct edge_msg m = { .type = EDGE_MSG_UPLOAD_RESULT, .session = edge_id, .status = (uint16_t)status };
+
+        snprintf(m.text, sizeof(m.text), "%s", text);
+        if (c->link)
+                edge_link_send(c->link, &m, -1);
+}
+
+static void on_upload_result(struct iso_upload *upload, int status, const char *text, void *userdata)
+{
+        struct console *c = userdata;
+        struct upload_session *u = upload_find(c, 0, upload);
+
+        if (!u)
+                return;
+        upload_answer(c, u->edge_id, status, text);
+        upload_forget(c, u);
+}
+
+void console_set_iso(struct console *c, struct iso_store *isos)
+{
+        if (c)
+                c->isos = isos;
 }
 
 /* --- failed tickets per client address --- */
@@ -254,6 +320,90 @@ static void on_open(struct console *c, const struct edge_msg *m)
                  t.account, console_kind_name(m->kind), m->address, (unsigned long long)m->session);
 }
 
+static bool failed_too_often(struct console *c, const char *address)
+{
+        struct failure *f = failure_slot(c, address, false);
+
+        return f && f->count >= c->config.max_failed_tickets;
+}
+
+static void upload_refuse(struct console *c, const struct edge_msg *m, int status, const char *text, const char *why,
+                          bool counts)
+{
+        struct failure *f;
+
+        if (counts && (f = failure_slot(c, m->address, true)))
+                f->count++;
+        log_warn("iso upload refused", "address=%s status=%d reason=\"%s\"", m->address, status, why);
+        upload_answer(c, m->session, status, text);
+}
+
+/* Every bad ticket gets the same answer; the log says why. */
+static void on_upload(struct console *c, const struct edge_msg *m)
+{
+        struct ed25519_key *keys[] = { c->own_key, c->ledger_key };
+        struct edge_msg grant = { .type = EDGE_MSG_GRANT, .session = m->session };
+        static const char bad_ticket[] = "the upload ticket is not valid";
+        struct upload_session *u;
+        struct error err = { 0 };
+        struct iso_upload *upload;
+        const char *text = NULL;
+        struct ticket t;
+        int fd = -1, status = 0;
+
+        if (upload_find(c, m->session, NULL)) {
+                upload_refuse(c, m, 400, "bad request", "the edge reused a session id", false);
+                return;
+        }
+        if (failed_too_often(c, m->address)) {
+                upload_refuse(c, m, 429, "too many refused tickets; try again in a minute",
+                              "too many failed tickets from this address", false);
+                return;
+        }
+        if (!c->isos) {
+                upload_refuse(c, m, 503, "ISO uploads are off on this node", "no ISO store", false);
+                return;
+        }
+        if (ticket_verify(m->ticket, strlen(m->ticket), keys, ARRAY_SIZE(keys), time_now_wall(), &t, &err) < 0 ||
+            ticket_nonce_use(c->store, &t, time_now_wall(), &err) < 0) {
+                upload_refuse(c, m, 403, bad_ticket, err.msg, true);
+                return;
+        }
+        u = calloc(1, sizeof(*u));
+        if (!u) {
+                upload_refuse(c, m, 500, "the upload could not be started", "out of memory", false);
+                return;
+        }
+        if (iso_upload_begin(c->isos, &t, m->text, on_upload_result, c, &fd, &upload, &status, &text, &err) < 0) {
+                free(u);
+                upload_refuse(c, m, status, text, err.msg, t.type != TICKET_ISO_UPLOAD);
+                return;
+        }
+        u->edge_id = m->session;
+        u->upload = upload;
+        u->next = c->uploads;
+        c->uploads = u;
+        if (edge_link_send(c->link, &grant, fd) < 0) {
+                iso_upload_abort(upload);
+                upload_forget(c, u);
+        }
+        close(fd);
+}
+
+static void on_upload_end(struct console *c, const struct edge_msg *m)
+{
+        struct upload_session *u = upload_find(c, m->session, NULL);
+
+        if (!u)
+                return;
+        if (m->type == EDGE_MSG_UPLOAD_DONE) {
+                iso_upload_done(u->upload, m->size);
+                return;
+        }
+        iso_upload_abort(u->upload);
+        upload_forget(c, u);
+}
+
 static void on_message(const struct edge_msg *m, int fd, void *userdata)
 {
         struct console *c = userdata;
@@ -272,6 +422,13 @@ static void on_message(const struct edge_msg *m, int fd, void *userdata)
         case EDGE_MSG_CLOSED:
                 session_forget(c, m->session);
                 break;
+        case EDGE_MSG_UPLOAD:
+                on_upload(c, m);
+                break;
+        case EDGE_MSG_UPLOAD_DONE:
+        case EDGE_MSG_UPLOAD_ABORT:
+                on_upload_end(c, m);
+                break;
         default:
                 log_warn("console: unexpected message from the edge", "type=%d", (int)m->type);
                 break;
@@ -286,6 +443,7 @@ static void on_lost(const struct error *err, void *userdata)
         if (!c->stopping)
                 log_error("console: the edge's link is lost; killing it", "error=\"%s\"", err ? err->msg : "");
         c->link = edge_link_close(c->link);
+        uploads_abort_all(c);
         if (c->process_alive)
                 uv_process_kill(&c->process, SIGKILL);
 }
@@ -317,6 +475,7 @@ static void on_edge_exit(uv_process_t *p, int64_t status, int term_signal)
         c->port = 0;
         c->link = edge_link_close(c->link);
         sessions_drop_all(c);
+        uploads_abort_all(c);
         uv_close((uv_handle_t *)p, handle_closed);
         if (c->stopping)
                 return;
@@ -531,6 +690,27 @@ int console_ticket_new(struct console *c, const char *uuid, enum console_kind ki
                                    err);
 }
 
+int console_iso_ticket_new(struct console *c, const char *account, uint64_t max_bytes, char *out, size_t size,
+                           struct error *err)
+{
+        int64_t now = time_now_wall();
+        struct ticket t = { .type = TICKET_ISO_UPLOAD, .max_bytes = max_bytes, .issued_at = now,
+                            .expires_at = now + TICKET_LIFETIME_MAX };
+        int r;
+
+        if (max_bytes < 1 || max_bytes > TICKET_MAX_BYTES)
+                return error_set(err, -EINVAL, "max_bytes must be from 1 to %" PRIu64, TICKET_MAX_BYTES);
+        if (str_copy(t.account, sizeof(t.account), account) < 0 || !account[0])
+                return error_set(err, -EINVAL, "an account id has 1 to %d characters", TICKET_ACCOUNT_MAX);
+        for (const char *p = account; *p; p++)
+                if (*p < 0x20 || *p > 0x7e)
+                        return error_set(err, -EINVAL, "an account id is printable ASCII");
+        r = ticket_nonce_new(&t, err);
+        if (r < 0)
+                return r;
+        return ticket_sign(&t, c->own_key, out, size, err);
+}
+
 unsigned console_port(const struct console *c) { return c ? c->port : 0; }
 
 struct console *console_stop(struct console *c)
@@ -541,6 +721,7 @@ struct console *console_stop(struct console *c)
         c->useradd = command_cancel(c->useradd);
         c->link = edge_link_close(c->link);
         sessions_drop_all(c);
+        uploads_abort_all(c);
         if (c->process_alive)
                 uv_process_kill(&c->process, SIGTERM);
         uv_close((uv_handle_t *)&c->restart, handle_closed);

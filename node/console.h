@@ -48,5 +48,14 @@ unsigned console_port(const struct console *console);
  * stop, restart, reinstall, terminate, suspend, a new owner. */
 void console_close_service(struct console *console, const char *uuid, const char *why);
 
+struct iso_store;
+/* The ISO store that takes uploads through the edge (docs/iso.md). */
+void console_set_iso(struct console *console, struct iso_store *isos);
+
+/* An ISO upload ticket for account, signed by vpsd's key, valid 60 s:
+ * the operator's `vpsctl iso ticket`. */
+int console_iso_ticket_new(struct console *console, const char *account, uint64_t max_bytes, char *out, size_t size,
+                           struct error *err);
+
 /* Stops the edge and ends every session. Accepts NULL; returns NULL. */
 struct console *console_stop(struct console *console);

@@ -7,8 +7,7 @@
 #include "common/util.h"
 #include "node/service.h"
 
-/* Records the nonce; -EALREADY when it was seen. Expired ones go first. */
-static int nonce_use(struct store *store, const struct ticket *t, int64_t now, struct error *err)
+int ticket_nonce_use(struct store *store, const struct ticket *t, int64_t now, struct error *err)
 {
         cleanup_stmt sqlite3_stmt *purge = NULL, *count = NULL, *insert = NULL;
         int r;
@@ -49,9 +48,11 @@ int console_ticket_check(struct store *store, struct ed25519_key *const *keys, s
         r = ticket_verify(text, strlen(text), keys, n_keys, now, &t, err);
         if (r < 0)
                 return r;
-        r = nonce_use(store, &t, now, err);
+        r = ticket_nonce_use(store, &t, now, err);
         if (r < 0)
                 return r;
+        if (t.type != TICKET_CONSOLE)
+                return error_set(err, -EINVAL, "an ISO upload ticket used for a console");
         if (t.kind != kind)
                 return error_set(err, -EINVAL, "service %s: a %s ticket used for a %s console", t.service,
                                  console_kind_name(t.kind), console_kind_name(kind));

@@ -14,6 +14,10 @@
  * ones expire (a minute or so): the store never grows without bound. */
 #define CONSOLE_NONCES_MAX 100000
 
+/* Records a verified ticket's nonce (either type: one table serves
+ * both); -EALREADY when it was seen. Expired ones go first. */
+int ticket_nonce_use(struct store *store, const struct ticket *t, int64_t now, struct error *err);
+
 /* Checks text for a console of kind at now: signed by one of keys, in
  * time, nonce unused (then recorded), kind as asked, the account owns the
  * service, the service is running and no operation holds it. Fills the

@@ -104,7 +104,10 @@ int domain_xml(const struct domain_params *p, char **ret_xml, struct error *err)
         put(f, "  <memory unit='MiB'>%u</memory>\n  <currentMemory unit='MiB'>%u</currentMemory>\n", p->memory_mib,
             p->memory_mib);
         put(f, "  <vcpu placement='static'>%u</vcpu>\n", p->vcpus);
-        put(f, "  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n    <boot dev='hd'/>\n  </os>\n");
+        put(f, "  <os>\n    <type arch='x86_64' machine='q35'>hvm</type>\n");
+        if (p->boot_cdrom && p->cdrom_path && p->cdrom_path[0])
+                put(f, "    <boot dev='cdrom'/>\n");
+        put(f, "    <boot dev='hd'/>\n  </os>\n");
         put(f, "  <features>\n    <acpi/>\n    <apic/>\n  </features>\n");
         if (p->kvm)
                 put(f, "  <cpu mode='host-passthrough'/>\n");
@@ -125,8 +128,10 @@ int domain_xml(const struct domain_params *p, char **ret_xml, struct error *err)
         /* An empty CD drive on the SATA controller: customer ISOs are
          * inserted into it live (medium change), and installers find it
          * where real hardware has it. */
-        put(f, "    <disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n"
-               "      <target dev='sda' bus='sata'/>\n      <readonly/>\n    </disk>\n");
+        put(f, "    <disk type='file' device='cdrom'>\n      <driver name='qemu' type='raw'/>\n");
+        if (p->cdrom_path && p->cdrom_path[0])
+                put(f, "      <source file='%s'/>\n", p->cdrom_path);
+        put(f, "      <target dev='sda' bus='sata'/>\n      <readonly/>\n    </disk>\n");
         put(f, "    <interface type='bridge'>\n      <source bridge='%s'/>\n      <mac address='%s'/>\n"
                "      <target dev='%s'/>\n      <model type='virtio'/>\n    </interface>\n",
             p->bridge, p->mac, p->tap);

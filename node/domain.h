@@ -19,6 +19,8 @@ struct domain_params {
         const char *tap;       /* the tap's name on the bridge */
         const char *run_dir;   /* holds vnc.sock, serial.sock, qmp.sock and console.log */
         const char *owner;     /* the vpsd instance's id, kept in the domain's metadata; may be NULL */
+        const char *cdrom_path; /* the ISO in the CD drive (raw, read-only); NULL or empty: the drive is empty */
+        bool boot_cdrom;       /* boot from the CD drive first (with an ISO in it), then the disk */
 };
 
 /* The namespace of vpsd's element in a domain's <metadata>: <vpsd:owner>

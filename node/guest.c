@@ -155,6 +155,7 @@ int guests_new(uv_loop_t *loop, struct store *store, struct virt *virt, const st
             str_copy(g->bridge, sizeof(g->bridge), config->bridge) < 0 ||
             str_copy(g->qemu_img, sizeof(g->qemu_img), config->qemu_img) < 0 ||
             str_copy(g->genisoimage, sizeof(g->genisoimage), config->genisoimage) < 0 ||
+            str_copy(g->iso_dir, sizeof(g->iso_dir), config->iso_dir ? config->iso_dir : "") < 0 ||
             str_copy(g->crash_at, sizeof(g->crash_at), config->crash_at ? config->crash_at : "") < 0) {
                 free(g);
                 return error_set(err, -ENAMETOOLONG, "guest paths too long");
@@ -861,9 +862,32 @@ static void provision_started(int status, enum virt_state state, const char *mes
         op_end(op, 0, result);
 }
 
+/* The ISO in the service's CD drive (ISO_DIR/ID.iso), if any, and
+ * whether it boots from it first. */
+static void cdrom_load(struct op *op, char *path, size_t size, bool *boot_iso)
+{
+        cleanup_stmt sqlite3_stmt *stmt = NULL;
+        const unsigned char *id;
+
+        path[0] = '\0';
+        *boot_iso = false;
+        if (!op->g->iso_dir[0] ||
+            store_prepare(op->g->store, "SELECT iso_id, boot_iso FROM services WHERE id = ?1", &stmt, NULL) < 0)
+                return;
+        sqlite3_bind_int64(stmt, 1, op->service_id);
+        if (sqlite3_step(stmt) != SQLITE_ROW || !(id = sqlite3_column_text(stmt, 0)))
+                return;
+        if ((size_t)snprintf(path, size, "%s/%s.iso", op->g->iso_dir, (const char *)id) >= size)
+                path[0] = '\0';
+        *boot_iso = path[0] && sqlite3_column_int(stmt, 1) == 1;
+}
+
 /* The domain's XML from op->spec; its run folder is made ready for QEMU. */
 static int build_xml(struct op *op, char **ret_xml, struct error *err)
 {
+        char cdrom[PATH_MAX];
+        bool boot_cdrom;
+
         struct domain_params params = {
                 .name = op->paths.domain,
                 .uuid = op->uuid,
@@ -877,8 +901,12 @@ static int build_xml(struct op *op, char **ret_xml, struct error *err)
                 .tap = op->paths.tap,
                 .run_dir = op->paths.run,
                 .owner = op->g->owner,
+                .cdrom_path = cdrom,
+                .boot_cdrom = false,
         };
 
+        cdrom_load(op, cdrom, sizeof(cdrom), &boot_cdrom);
+        params.boot_cdrom = boot_cdrom;
         /* QEMU creates the guest's sockets here, as its own user. */
         if ((mkdir(op->paths.run, 0750) < 0 && errno != EEXIST) ||
             chown(op->paths.run, op->g->qemu_uid, op->g->qemu_gid) < 0)

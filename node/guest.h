@@ -27,6 +27,7 @@ struct guests_config {
         const char *qemu_img;       /* qemu-img */
         const char *genisoimage;    /* genisoimage, for the cidata seed */
         unsigned stop_timeout;      /* seconds an ACPI shutdown may take before forced off */
+        const char *iso_dir;        /* the ISO store's files: ISO_DIR/ID.iso (iso/iso.h) */
         const char *crash_at;       /* tests only: "<operation>:<step>" to stop at (VPSD_CRASH_AT), or NULL */
 };
 
@@ -135,11 +136,28 @@ int guest_unsuspend(struct guests *guests, const char *uuid, const char *actor, 
  * (the ledger is told through the outbox). */
 int guest_removal_queue(struct guests *guests, int64_t service_id, const char *uuid, struct error *err);
 
+<<<<<<< HEAD
 /* A new owner account: recorded at once (refused while an operation
  * holds the service, or once it is terminated), and the old owner's open
  * console sessions end. */
 int guest_transfer(struct guests *guests, const char *uuid, const char *account_id, const char *actor,
                    struct error *err);
+=======
+/* The service's CD drive (node/guest_cdrom.c): the file at path (an ISO,
+ * always given to QEMU as raw, read-only) inserted under iso_id, or the
+ * drive ejected when iso_id is NULL. Live through QMP when the guest runs;
+ * recorded for every later start either way (a stopped service just
+ * records it). account, when given, must own the service. */
+int guest_cdrom_set(struct guests *guests, const char *uuid, const char *account, const char *iso_id,
+                    const char *path, const char *actor, guest_done_fn done, void *userdata, struct error *err);
+
+/* What the drive holds: the ISO id, or "" when it is empty. */
+int guest_cdrom_get(struct guests *guests, const char *uuid, char *iso_id, size_t size, struct error *err);
+
+/* Boot from the CD drive first (else the disk), from the next start on. */
+int guest_boot_iso_set(struct guests *guests, const char *uuid, bool from_iso, const char *actor,
+                       struct error *err);
+>>>>>>> iso
 
 /* Frees when no operation is running (the loop has drained). Accepts
  * NULL; returns NULL. */

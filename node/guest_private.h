@@ -19,6 +19,7 @@ struct guests {
         char bridge[32];
         char qemu_img[PATH_MAX];
         char genisoimage[PATH_MAX];
+        char iso_dir[PATH_MAX];     /* empty: no ISO store */
         uid_t qemu_uid; /* QEMU runs as this user: it creates the sockets in the run folder */
         gid_t qemu_gid;
         bool kvm;

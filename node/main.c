@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -142,9 +143,14 @@ static void stop(struct vpsd *v)
         v->monitors = monitors_free(v->monitors);
         if (v->guests)
                 guests_set_monitors(v->guests, NULL);
+<<<<<<< HEAD
         /* Commands being applied finish into the journal; their acks go at
          * the next start. */
         v->sync = sync_stop(v->sync);
+=======
+        /* After the monitors: a mount waiting for QMP has failed by now. */
+        v->isos = iso_store_free(v->isos);
+>>>>>>> iso
         v->leases = leases_free(v->leases);
         /* A last traffic sample; the table stays and keeps filtering. */
         if (v->guests)
@@ -185,6 +191,7 @@ static void reload(struct vpsd *v)
         applied.control_max_clients = next.control_max_clients;
         applied.control_max_request = next.control_max_request;
         applied.log_level = next.log_level;
+        applied.iso_quota_bytes = next.iso_quota_bytes;
         control_limits_from(&applied, &limits);
         if (control_set_limits(v->control, &limits, &err) < 0) {
                 log_error("config reload failed; keeping the running configuration", "error=\"%s\"", err.msg);
@@ -192,6 +199,8 @@ static void reload(struct vpsd *v)
                 return;
         }
         v->cfg = applied;
+        if (v->isos)
+                iso_store_set_default_quota(v->isos, v->cfg.iso_quota_bytes);
         log_set_level(v->cfg.log_level);
         log_info("configuration reloaded", "path=%s log_level=%s", v->config_path, log_level_name(v->cfg.log_level));
         notify_send("READY=1");
@@ -280,6 +289,7 @@ static int console_begin(struct vpsd *v, struct error *err)
         r = console_start(v->loop, v->store, &cc, &v->console, err);
         if (r < 0)
                 return r;
+        console_set_iso(v->console, v->isos);
         guests_set_lock_hook(v->guests, on_service_locked, v);
         return 0;
 }
@@ -340,7 +350,7 @@ static void on_reconciled(int status, const struct error *reconcile_err, struct 
 
 static int start(struct vpsd *v, struct error *err)
 {
-        char db_path[PATH_MAX + 16], template_dir[PATH_MAX];
+        char db_path[PATH_MAX + 16], template_dir[PATH_MAX], iso_dir[PATH_MAX + 16];
         int r;
 
         /* Files vpsd creates are its own unless it says otherwise. */
@@ -372,8 +382,10 @@ static int start(struct vpsd *v, struct error *err)
         r = virt_new(v->loop, v->cfg.libvirt_uri, &v->virt, err);
         if (r < 0)
                 return r;
+        snprintf(iso_dir, sizeof(iso_dir), "%s/isos", v->cfg.state_dir);
         {
                 const struct guests_config gc = {
+                        .iso_dir = iso_dir,
                         .state_dir = v->cfg.state_dir,
                         .run_dir = v->cfg.guest_run_dir,
                         .bridge = v->cfg.bridge,
@@ -393,6 +405,20 @@ static int start(struct vpsd *v, struct error *err)
                 if (r < 0)
                         return r;
                 guests_set_monitors(v->guests, v->monitors);
+        }
+        {
+                struct passwd *qemu = getpwnam("libvirt-qemu");
+                const struct iso_config ic = {
+                        .dir = iso_dir,
+                        .default_quota = v->cfg.iso_quota_bytes,
+                        .max_uploads = v->cfg.iso_max_uploads,
+                        .qemu_gid = qemu ? qemu->pw_gid : 0,
+                };
+                /* Before reconcile starts guests: what a crash left of an
+                 * upload goes first. */
+                r = iso_store_open(v->loop, v->store, v->guests, &ic, &v->isos, err);
+                if (r < 0)
+                        return r;
         }
         {
                 const struct network_config nc = {
@@ -532,6 +558,7 @@ int main(int argc, char **argv)
                 template_store_free(v.templates);
                 monitors_free(v.monitors);
                 network_free(v.network);
+                iso_store_free(v.isos);
                 uv_run(v.loop, UV_RUN_DEFAULT);
                 guests_free(v.guests);
                 virt_free(v.virt);

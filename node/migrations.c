@@ -204,6 +204,42 @@ static const char migration_0008[] =
         /* Commands wait for an earlier one on the same service. */
         "CREATE INDEX command_journal_open ON command_journal (seq) WHERE state IN ('received', 'applying');";
 
+static const char migration_0009[] =
+        /* The customer ISO store (iso/, docs/iso.md). An ISO's file is
+         * ISO_DIR/ID.iso, named by its random id, never by what the
+         * customer called it (`label`, shown only). It is linked into
+         * place before its row is inserted; a file without a row is an
+         * upload a crash cut short, removed at start. pending: uploaded and
+         * valid, waiting for the ledger or the operator; approved: may be
+         * mounted into the account's services; rejected ISOs are deleted
+         * with their files (the outbox keeps the story). */
+        "CREATE TABLE isos ("
+        "  id TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64 AND id NOT GLOB '*[^a-z0-9-]*'),"
+        "  account_id TEXT NOT NULL CHECK (length(account_id) BETWEEN 1 AND 128),"
+        "  label TEXT NOT NULL CHECK (length(label) BETWEEN 1 AND 200),"
+        "  size_bytes INTEGER NOT NULL CHECK (size_bytes > 0),"
+        "  sha256 TEXT NOT NULL CHECK (length(sha256) = 64),"
+        "  format TEXT NOT NULL CHECK (format IN ('iso9660', 'udf')),"
+        "  state TEXT NOT NULL CHECK (state IN ('pending', 'approved')),"
+        "  uploaded_at INTEGER NOT NULL,"
+        "  approved_at INTEGER"
+        ");"
+        "CREATE INDEX isos_account ON isos (account_id);"
+        /* The quota of ISO bytes (pending and approved) an account may
+         * keep on this node, as the ledger set it; account_id '*' is the
+         * ledger's value for every account without its own. Neither:
+         * iso_quota_bytes from vpsd.conf. */
+        "CREATE TABLE iso_quotas ("
+        "  account_id TEXT PRIMARY KEY CHECK (length(account_id) BETWEEN 1 AND 128),"
+        "  quota_bytes INTEGER NOT NULL CHECK (quota_bytes >= 0),"
+        "  updated_at INTEGER NOT NULL"
+        ");"
+        /* What the service's CD drive holds (an approved ISO of its
+         * account, live through QMP and in the domain at every start), and
+         * whether it boots from it first at its next start. */
+        "ALTER TABLE services ADD COLUMN iso_id TEXT REFERENCES isos (id);"
+        "ALTER TABLE services ADD COLUMN boot_iso INTEGER NOT NULL DEFAULT 0 CHECK (boot_iso IN (0, 1));";
+
 const struct migration store_migrations[] = {
         { 1, "services, addresses, ssh keys, logs, journal, outbox", migration_0001 },
         { 2, "templates", migration_0002 },
@@ -213,5 +249,6 @@ const struct migration store_migrations[] = {
         { 6, "console ticket nonces", migration_0006 },
         { 7, "suspension: when, why, and the state to go back to", migration_0007 },
         { 8, "sync: state events, sealed secrets, the open commands", migration_0008 },
+        { 9, "customer ISO store", migration_0009 },
 };
 const size_t store_migrations_count = ARRAY_SIZE(store_migrations);

@@ -314,6 +314,18 @@ int monitor_simple(struct monitors *m, const char *uuid, enum qmp_verb verb, qmp
         return qmp_simple(w->qmp, verb, QMP_TIMEOUT_MS, done, userdata, err);
 }
 
+int monitor_execute(struct monitors *m, const char *uuid, const char *command, struct json_object *arguments,
+                    qmp_reply_fn done, void *userdata, struct error *err)
+{
+        struct monitor *w = find(m, uuid);
+
+        if (!w || !w->qmp) {
+                json_object_put(arguments);
+                return error_set(err, -ENOTCONN, "service %s: no QMP monitor", uuid);
+        }
+        return qmp_execute(w->qmp, command, arguments, QMP_TIMEOUT_MS, done, userdata, err);
+}
+
 struct monitors *monitors_free(struct monitors *m)
 {
         if (!m)

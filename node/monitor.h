@@ -31,6 +31,11 @@ void monitor_unwatch(struct monitors *m, const char *uuid);
 int monitor_simple(struct monitors *m, const char *uuid, enum qmp_verb verb, qmp_reply_fn done, void *userdata,
                    struct error *err);
 
+/* Runs command with arguments (a JSON object or NULL, ownership taken)
+ * on the guest's monitor: -ENOTCONN when vpsd has no monitor of it. */
+int monitor_execute(struct monitors *m, const char *uuid, const char *command, struct json_object *arguments,
+                    qmp_reply_fn done, void *userdata, struct error *err);
+
 /* Closes every monitor; the memory goes once the loop has run. Accepts
  * NULL; returns NULL. */
 struct monitors *monitors_free(struct monitors *m);

@@ -78,6 +78,21 @@ static void usage(FILE *out)
                 "  ledger status           the link to the billing ledger: connected, the last command\n"
                 "                          journaled and finished, events not yet stored by the ledger\n"
                 "  template remove NAME    remove a template no service uses\n"
+                "  iso list [--account ID] customer ISOs: id, account, label, size, state, where mounted\n"
+                "  iso approve|remove ID   approve a pending ISO; remove one that is not mounted\n"
+                "  iso reject ID [--reason TEXT]\n"
+                "                          reject (and delete) an ISO that is not mounted\n"
+                "  iso mount UUID ID | iso eject UUID\n"
+                "                          an approved ISO of the service's account into its CD drive,\n"
+                "                          or out: live when the guest runs, and at every later start\n"
+                "  iso boot UUID cdrom|disk\n"
+                "                          boot from the CD drive first, or from the disk, from the next start\n"
+                "  iso ticket ACCOUNT --max-bytes N\n"
+                "                          a single-use upload ticket for the account, valid 60 s, and the\n"
+                "                          URL to PUT the ISO to (the console must be on: console_listen)\n"
+                "  iso quota ACCOUNT [BYTES|default]\n"
+                "                          the account's ISO quota and use; BYTES sets it (the ledger's\n"
+                "                          kind), `default` goes back to iso_quota_bytes\n"
                 "\n"
                 "Options:\n"
                 "  -s, --socket PATH  control socket (default $VPSD_CONTROL_SOCKET or " DEFAULT_SOCKET ")\n"
@@ -622,6 +637,136 @@ static void print_template_list(struct json_object *r)
         }
 }
 
+static void print_iso_list(struct json_object *r)
+{
+        struct json_object *list = json_object_object_get(r, "isos");
+        char size[32];
+
+        if (json_object_array_length(list) == 0) {
+                printf("no ISOs\n");
+                return;
+        }
+        printf("%-26s %-10s %-9s %10s  %-24s %s\n", "ID", "ACCOUNT", "STATE", "SIZE", "MOUNTED IN", "LABEL");
+        for (size_t i = 0; i < json_object_array_length(list); i++) {
+                struct json_object *o = json_object_array_get_idx(list, i), *m = json_object_object_get(o, "mounted_in");
+                printf("%-26s %-10s %-9s %10s  %-24s %s\n", jstr(o, "id"), jstr(o, "account_id"), jstr(o, "state"),
+                       format_size(size, sizeof(size), jint(o, "size")),
+                       json_object_array_length(m) ? json_object_get_string(json_object_array_get_idx(m, 0)) : "-",
+                       jstr(o, "label"));
+        }
+}
+
+static void print_iso_state(struct json_object *r) { printf("ISO %s: %s\n", jstr(r, "id"), jstr(r, "state")); }
+
+static void print_iso_drive(struct json_object *r)
+{
+        const char *iso = jstr(r, "iso");
+
+        printf("service %s: CD drive %s%s%s\n", jstr(r, "uuid"), iso[0] ? "holds " : "empty", iso,
+               json_object_get_boolean(json_object_object_get(r, "live")) ? " (live)" : " (from the next start)");
+}
+
+static void print_iso_boot(struct json_object *r)
+{
+        printf("service %s boots from its %s first from its next start\n", jstr(r, "uuid"), jstr(r, "boot"));
+}
+
+static void print_iso_ticket(struct json_object *r)
+{
+        char when[32];
+
+        printf("upload ticket for account %s, at most %" PRId64 " bytes, valid until %s (once):\n%s\n",
+               jstr(r, "account"), jint(r, "max_bytes"), format_time(when, sizeof(when), r, "expires_at"),
+               jstr(r, "ticket"));
+        if (jstr(r, "url")[0])
+                printf("upload with: curl -k -T FILE -H 'X-Label: NAME' '%s'\n", jstr(r, "url"));
+}
+
+static void print_iso_quota(struct json_object *r)
+{
+        char quota[32], used[32];
+
+        if (!json_object_object_get(r, "account")) {
+                printf("ISO quota set\n");
+                return;
+        }
+        printf("account %s: %s of %s ISO quota used\n", jstr(r, "account"), format_size(used, sizeof(used), jint(r, "used")),
+               format_size(quota, sizeof(quota), jint(r, "quota")));
+}
+
+static int iso_id_arg(const char *id, struct json_object *params)
+{
+        size_t n = strlen(id);
+
+        if (n < 1 || n > 64 || strspn(id, "abcdefghijklmnopqrstuvwxyz0123456789-") != n)
+                return die(2, "`%.64s` is not an ISO id (1 to 64 of a-z, 0-9, '-')", id);
+        json_object_object_add(params, "id", json_object_new_string(id));
+        return 0;
+}
+
+/* `iso …`: fills method, params and print, or returns an exit code. */
+static int iso_command(char **args, int nargs, const char *account, const char *max_bytes, const char *reason,
+                       const char **method, struct json_object **params, void (**print)(struct json_object *))
+{
+        const char *verb = nargs >= 2 ? args[1] : "";
+        struct json_object *p = *params = json_object_new_object();
+
+        if (strcmp(verb, "list") == 0 && nargs == 2) {
+                if (account)
+                        json_object_object_add(p, "account", json_object_new_string(account));
+                *method = "iso.list", *print = print_iso_list;
+        } else if ((strcmp(verb, "approve") == 0 || strcmp(verb, "remove") == 0 || strcmp(verb, "reject") == 0) &&
+                   nargs == 3) {
+                if (iso_id_arg(args[2], p))
+                        return 2;
+                if (reason)
+                        json_object_object_add(p, "reason", json_object_new_string(reason));
+                *method = strcmp(verb, "approve") == 0 ? "iso.approve" : strcmp(verb, "remove") == 0 ? "iso.remove"
+                                                                                                    : "iso.reject";
+                *print = print_iso_state;
+        } else if (strcmp(verb, "mount") == 0 && nargs == 4) {
+                if (!uuid_valid(args[2]))
+                        return die(2, "`%.64s` is not a service UUID", args[2]);
+                json_object_object_add(p, "uuid", json_object_new_string(args[2]));
+                if (iso_id_arg(args[3], p))
+                        return 2;
+                *method = "iso.mount", *print = print_iso_drive;
+        } else if ((strcmp(verb, "eject") == 0 && nargs == 3) ||
+                   (strcmp(verb, "boot") == 0 && nargs == 4)) {
+                if (!uuid_valid(args[2]))
+                        return die(2, "`%.64s` is not a service UUID", args[2]);
+                json_object_object_add(p, "uuid", json_object_new_string(args[2]));
+                if (nargs == 4 && strcmp(args[3], "cdrom") != 0 && strcmp(args[3], "disk") != 0)
+                        return die(2, "usage: vpsctl iso boot UUID cdrom|disk");
+                if (nargs == 4)
+                        json_object_object_add(p, "from", json_object_new_string(args[3]));
+                *method = nargs == 4 ? "iso.boot" : "iso.eject";
+                *print = nargs == 4 ? print_iso_boot : print_iso_drive;
+        } else if (strcmp(verb, "ticket") == 0 && nargs == 3) {
+                char *end = NULL;
+                long long n = max_bytes ? strtoll(max_bytes, &end, 10) : 0;
+                if (!max_bytes || !*max_bytes || *end || n < 1)
+                        return die(2, "usage: vpsctl iso ticket ACCOUNT --max-bytes N (N at least 1)");
+                json_object_object_add(p, "account", json_object_new_string(args[2]));
+                json_object_object_add(p, "max_bytes", json_object_new_int64(n));
+                *method = "iso.ticket", *print = print_iso_ticket;
+        } else if (strcmp(verb, "quota") == 0 && (nargs == 3 || nargs == 4)) {
+                json_object_object_add(p, "account", json_object_new_string(args[2]));
+                if (nargs == 4) {
+                        char *end = NULL;
+                        long long n = strcmp(args[3], "default") == 0 ? -1 : strtoll(args[3], &end, 10);
+                        if (end && (!*args[3] || *end || n < 0))
+                                return die(2, "usage: vpsctl iso quota ACCOUNT [BYTES|default]");
+                        json_object_object_add(p, "bytes", json_object_new_int64(n));
+                }
+                *method = "iso.quota", *print = print_iso_quota;
+        } else {
+                return die(2, "usage: vpsctl iso list|approve|reject|remove|mount|eject|boot|ticket|quota …; "
+                              "try `vpsctl --help`");
+        }
+        return 0;
+}
+
 static void print_template_removed(struct json_object *r) { printf("removed template %s\n", jstr(r, "name")); }
 
 /* `template …`: fills method, params and print, or returns an exit code. */
@@ -696,6 +841,7 @@ int main(int argc, char **argv)
                 { "min-disk", required_argument, NULL, 'm' }, { "template", required_argument, NULL, 't' },
                 { "confirm-disk-shrink", no_argument, NULL, 'C' }, { "period", required_argument, NULL, 'p' },
                 { "kind", required_argument, NULL, 'k' },   { "reason", required_argument, NULL, 'r' },
+                { "account", required_argument, NULL, 'A' }, { "max-bytes", required_argument, NULL, 'M' },
                 {},
         };
         const char *socket_path = getenv("VPSD_CONTROL_SOCKET");
@@ -703,7 +849,7 @@ int main(int argc, char **argv)
         struct json_object *params = NULL;
         void (*print)(struct json_object *) = NULL;
         const char *method = NULL, *os_name = NULL, *min_disk = NULL, *template_name = NULL, *period = NULL;
-        const char *kind = NULL, *reason = NULL;
+        const char *kind = NULL, *reason = NULL, *account = NULL, *max_bytes = NULL;
         int timeout_ms = REPLY_TIMEOUT_MS;
         struct error err = { 0 };
         bool json = false, all = false, confirm_shrink = false;
@@ -745,6 +891,12 @@ int main(int argc, char **argv)
                         break;
                 case 'k':
                         kind = optarg;
+                        break;
+                case 'A':
+                        account = optarg;
+                        break;
+                case 'M':
+                        max_bytes = optarg;
                         break;
                 case 'h':
                         usage(stdout);
@@ -832,12 +984,20 @@ int main(int argc, char **argv)
                 int r = template_command(args, nargs, os_name, min_disk, &method, &params, &print, &timeout_ms);
                 if (r != 0)
                         return r;
+        } else if (strcmp(args[0], "iso") == 0) {
+                int r = iso_command(args, nargs, account, max_bytes, reason, &method, &params, &print);
+                if (r != 0)
+                        return r;
         } else
                 return die(2, "unknown command `%s`; try `vpsctl --help`", args[0]);
+        if (account && strcmp(method, "iso.list") != 0)
+                return die(2, "--account goes with `iso list` only");
+        if (max_bytes && strcmp(method, "iso.ticket") != 0)
+                return die(2, "--max-bytes goes with `iso ticket` only");
         if (kind && strcmp(method, "console.ticket") != 0)
                 return die(2, "--kind goes with `console ticket` only");
-        if (reason && strcmp(method, "service.suspend") != 0)
-                return die(2, "--reason goes with `service suspend` only");
+        if (reason && strcmp(method, "service.suspend") != 0 && strcmp(method, "iso.reject") != 0)
+                return die(2, "--reason goes with `service suspend` and `iso reject` only");
         if (period && strcmp(method, "service.traffic") != 0)
                 return die(2, "--period goes with `traffic` only");
         if (all && strcmp(method, "service.list") != 0)

@@ -15,6 +15,7 @@
 #include "node/lease.h"
 #include "node/template.h"
 #include "node/virt.h"
+#include "iso/iso.h"
 
 struct vpsd {
         uv_loop_t *loop;
@@ -32,6 +33,7 @@ struct vpsd {
         struct sync_client *sync; /* NULL when no ledger_url */
         struct control *control;
         struct console *console; /* NULL when console_listen is empty */
+        struct iso_store *isos;
         struct hvprobe *probe;
         struct hvprobe_result hypervisor;
         int64_t started_at;
@@ -63,3 +65,14 @@ void control_service_renew(struct control_call *call, struct json_object *params
 void control_service_reinstall(struct control_call *call, struct json_object *params, void *userdata);
 void control_console_ticket(struct control_call *call, struct json_object *params, void *userdata);
 void control_service_resize(struct control_call *call, struct json_object *params, void *userdata);
+
+/* The ISO store's methods (node/control_iso.c). */
+void control_iso_list(struct control_call *call, struct json_object *params, void *userdata);
+void control_iso_approve(struct control_call *call, struct json_object *params, void *userdata);
+void control_iso_reject(struct control_call *call, struct json_object *params, void *userdata);
+void control_iso_remove(struct control_call *call, struct json_object *params, void *userdata);
+void control_iso_mount(struct control_call *call, struct json_object *params, void *userdata);
+void control_iso_eject(struct control_call *call, struct json_object *params, void *userdata);
+void control_iso_boot(struct control_call *call, struct json_object *params, void *userdata);
+void control_iso_ticket(struct control_call *call, struct json_object *params, void *userdata);
+void control_iso_quota(struct control_call *call, struct json_object *params, void *userdata);

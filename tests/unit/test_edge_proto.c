@@ -33,6 +33,40 @@ static void test_round_trip(void **state)
         assert_string_equal(back.ticket, m.ticket);
 }
 
+static void test_upload_messages(void **state)
+{
+        struct edge_msg m = { .type = EDGE_MSG_UPLOAD, .session = 9, .address = "127.0.0.1", .ticket = "a.b",
+                              .text = "Debian 12 ../../etc/passwd" },
+                        back;
+        uint8_t buf[EDGE_MSG_MAX];
+        struct error err = { 0 };
+        int n;
+
+        (void)state;
+        n = edge_msg_encode(&m, buf, sizeof(buf));
+        assert_true(n > 0);
+        assert_int_equal(edge_msg_decode(buf, (size_t)n, &back, NULL), 0);
+        assert_string_equal(back.text, m.text);
+        assert_string_equal(back.ticket, "a.b");
+        m = (struct edge_msg){ .type = EDGE_MSG_UPLOAD_DONE, .session = 9, .size = 0x123456789abull };
+        n = edge_msg_encode(&m, buf, sizeof(buf));
+        assert_int_equal(edge_msg_decode(buf, (size_t)n, &back, NULL), 0);
+        assert_true(back.size == 0x123456789abull);
+        m = (struct edge_msg){ .type = EDGE_MSG_UPLOAD_RESULT, .session = 9, .status = 413, .text = "too big" };
+        n = edge_msg_encode(&m, buf, sizeof(buf));
+        assert_int_equal(edge_msg_decode(buf, (size_t)n, &back, NULL), 0);
+        assert_int_equal(back.status, 413);
+        assert_string_equal(back.text, "too big");
+        /* A control character in the text, and a short upload message. */
+        buf[n - 1] = '\n';
+        assert_int_equal(edge_msg_decode(buf, (size_t)n, &back, &err), -EBADMSG);
+        assert_non_null(strstr(err.msg, "text"));
+        assert_int_equal(edge_msg_decode(buf, 20, &back, &err), -EBADMSG);
+        /* A console message carries no upload fields: its bytes as before. */
+        m = (struct edge_msg){ .type = EDGE_MSG_CLOSE, .session = 1, .text = "ignored" };
+        assert_int_equal(edge_msg_encode(&m, buf, sizeof(buf)), 16);
+}
+
 static void test_malformed(void **state)
 {
         struct edge_msg m = { .type = EDGE_MSG_OPEN, .session = 1, .address = "127.0.0.1", .ticket = "t" }, back;
@@ -88,6 +122,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip),
                 cmocka_unit_test(test_malformed),
+                cmocka_unit_test(test_upload_messages),
                 cmocka_unit_test(test_fd_passing),
         };
 

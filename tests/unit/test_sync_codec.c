@@ -225,6 +225,11 @@ static void fill_command(struct sync_msg *m, enum sync_kind kind, int64_t seq)
                 m->autonomous_removal = true;
                 break;
         case SYNC_ISO_APPROVE: strcpy(m->iso, "netboot-xyz"); strcpy(m->account_id, "acct-42"); break;
+        case SYNC_ISO_REJECT:
+                m->service[0] = '\0';
+                strcpy(m->iso, "netboot-xyz");
+                strcpy(m->reason, "not an installer we allow");
+                break;
         case SYNC_ISO_MOUNT: strcpy(m->iso, "netboot-xyz"); break;
         case SYNC_ISO_DELETE: m->service[0] = '\0'; strcpy(m->iso, "netboot-xyz"); break;
         default: break;
@@ -257,6 +262,15 @@ static void fill_event(struct sync_msg *m, enum sync_kind kind, int64_t seq)
                 strcpy(m->services[0].state, "running");
                 m->services[0].paid_until = 1798761600;
                 m->n_services = 1;
+                break;
+        case SYNC_ISO:
+                strcpy(m->iso, "iso-0123456789abcdef0123");
+                strcpy(m->account_id, "acct-42");
+                strcpy(m->state, "uploaded");
+                m->size = 4 << 20;
+                memset(m->sha256, 'a', 64);
+                strcpy(m->label, "Debian 12 netinst ../../etc/passwd");
+                m->service[0] = '\0';
                 break;
         default: break;
         }
@@ -318,7 +332,7 @@ static void test_round_trip_events(void **state)
 {
         struct pair *p = *state;
 
-        for (enum sync_kind k = SYNC_STATE; k <= SYNC_INVENTORY; k++) {
+        for (enum sync_kind k = SYNC_STATE; k <= SYNC_ISO; k++) {
                 struct sync_msg m, *got = NULL;
 
                 fill_event(&m, k, 7 + k);
@@ -615,6 +629,39 @@ static void test_decode_strictness(void **state)
         }
 }
 
+/* The iso event's optional fields: absent when empty, refused when bad. */
+static void test_iso_event_fields(void **state)
+{
+        static const char *const bad[] = {
+                "{\"v\":1,\"kind\":\"iso\",\"seq\":1,\"at\":1,\"iso\":\"a\",\"account_id\":\"x\",\"state\":\"lost\"}",
+                "{\"v\":1,\"kind\":\"iso\",\"seq\":1,\"at\":1,\"iso\":\"A/b\",\"account_id\":\"x\",\"state\":\"approved\"}",
+                "{\"v\":1,\"kind\":\"iso\",\"seq\":1,\"at\":1,\"iso\":\"a\",\"account_id\":\"x\",\"state\":\"approved\","
+                "\"size\":0}",
+                "{\"v\":1,\"kind\":\"iso\",\"seq\":1,\"at\":1,\"iso\":\"a\",\"account_id\":\"x\",\"state\":\"approved\","
+                "\"sha256\":\"ABC\"}",
+        };
+        struct sync_msg m = { .kind = SYNC_ISO, .seq = 3, .at = 5 }, back;
+        cleanup_free char *body = NULL;
+        struct error err = { 0 };
+
+        (void)state;
+        strcpy(m.iso, "iso-1");
+        strcpy(m.account_id, "acct-42");
+        strcpy(m.state, "approved");
+        assert_int_equal(sync_msg_to_body(&m, &body, &err), 0);
+        assert_null(strstr(body, "size"));
+        assert_null(strstr(body, "sha256"));
+        assert_null(strstr(body, "service"));
+        assert_int_equal(sync_msg_from_body(body, &back, &err), 0);
+        assert_int_equal(back.size, 0);
+        assert_string_equal(back.state, "approved");
+        sync_msg_clear(&back);
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                assert_true(sync_msg_from_body(bad[i], &back, &err) < 0);
+                assert_true(err.msg[0] != '\0');
+        }
+}
+
 static void test_seq_check(void **state)
 {
         struct error err = { 0 };
@@ -651,6 +698,7 @@ int main(void)
                 cmocka_unit_test(test_malformed),
                 cmocka_unit_test(test_decode_strictness),
                 cmocka_unit_test(test_seq_check),
+                cmocka_unit_test(test_iso_event_fields),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

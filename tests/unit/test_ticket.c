@@ -190,6 +190,17 @@ static void test_signed_garbage(void **state)
                  * may cut a field short. */
                 PAYLOAD("vpsd-console-ticket-1\nservice=1b4e28ba-2fa1-41d2-883f-0016d3cca427\naccount=a\0b\nkind=vnc\n"
                         "iat=1\nexp=2\nnonce=AAAAAAAAAAAAAAAAAAAAAA\n"),
+                /* ISO upload tickets: max_bytes from 1 to 2^53 - 1, a
+                 * decimal without sign or leading zeros; no console field. */
+                PAYLOAD("vpsd-iso-upload-ticket-1\naccount=a\nmax_bytes=0\niat=1\nexp=2\nnonce=AAAAAAAAAAAAAAAAAAAAAA\n"),
+                PAYLOAD("vpsd-iso-upload-ticket-1\naccount=a\nmax_bytes=01\niat=1\nexp=2\nnonce=AAAAAAAAAAAAAAAAAAAAAA\n"),
+                PAYLOAD("vpsd-iso-upload-ticket-1\naccount=a\nmax_bytes=-5\niat=1\nexp=2\nnonce=AAAAAAAAAAAAAAAAAAAAAA\n"),
+                PAYLOAD("vpsd-iso-upload-ticket-1\naccount=a\nmax_bytes=9007199254740992\niat=1\nexp=2\n"
+                        "nonce=AAAAAAAAAAAAAAAAAAAAAA\n"),
+                PAYLOAD("vpsd-iso-upload-ticket-1\nservice=1b4e28ba-2fa1-41d2-883f-0016d3cca427\naccount=a\n"
+                        "max_bytes=1\niat=1\nexp=2\nnonce=AAAAAAAAAAAAAAAAAAAAAA\n"),
+                PAYLOAD("vpsd-iso-upload-ticket-1\naccount=a\niat=1\nexp=2\nnonce=AAAAAAAAAAAAAAAAAAAAAA\n"),
+                PAYLOAD("vpsd-iso-upload-ticket-1"),
         };
 #undef PAYLOAD
         for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++) {
@@ -206,6 +217,40 @@ static void test_signed_garbage(void **state)
         }
 }
 
+static void test_iso_upload_round_trip(void **state)
+{
+        struct keys *k = *state;
+        struct ticket t = { .type = TICKET_ISO_UPLOAD, .account = "acct 42", .max_bytes = TICKET_MAX_BYTES,
+                            .issued_at = NOW, .expires_at = NOW + 60 },
+                      back;
+        char text[EDGE_TICKET_MAX + 1];
+        uint8_t payload[512];
+        int n;
+
+        assert_int_equal(ticket_nonce_new(&t, NULL), 0);
+        assert_int_equal(ticket_sign(&t, k->ledger, text, sizeof(text), NULL), 0);
+        assert_int_equal(verify_at(k, text, NOW, &back, NULL), 0);
+        assert_int_equal(back.type, TICKET_ISO_UPLOAD);
+        assert_string_equal(back.account, "acct 42");
+        assert_true(back.max_bytes == TICKET_MAX_BYTES);
+        assert_string_equal(back.service, "");
+        /* The payload is the documented one, byte for byte. */
+        n = base64url_decode(text, (size_t)(strchr(text, '.') - text), payload, sizeof(payload));
+        assert_true(n > 0);
+        payload[n] = 0;
+        assert_non_null(strstr((char *)payload, "vpsd-iso-upload-ticket-1\naccount=acct 42\n"
+                                                "max_bytes=9007199254740991\niat=1800000000\nexp=1800000060\nnonce="));
+        /* The same lifetime rules as a console ticket. */
+        t.expires_at = NOW + 61;
+        assert_int_equal(ticket_sign(&t, k->ledger, text, sizeof(text), NULL), 0);
+        expect_refused(k, text, NOW, -EINVAL, "lifetime");
+        /* And a console ticket is still a console ticket. */
+        t = sample();
+        assert_int_equal(ticket_sign(&t, k->ledger, text, sizeof(text), NULL), 0);
+        assert_int_equal(verify_at(k, text, NOW, &back, NULL), 0);
+        assert_int_equal(back.type, TICKET_CONSOLE);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -213,6 +258,7 @@ int main(void)
                 cmocka_unit_test(test_base64url_refusals),
                 cmocka_unit_test(test_round_trip),
                 cmocka_unit_test(test_times),
+                cmocka_unit_test(test_iso_upload_round_trip),
                 cmocka_unit_test(test_forged_and_tampered),
                 cmocka_unit_test(test_signed_garbage),
         };
