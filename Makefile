@@ -36,16 +36,11 @@ COMMON_SRC := $(filter-out $(LWS_COMMON_SRC),$(wildcard common/*.c))
 NODE_SRC   := $(filter-out node/main.c node/vpsctl.c,$(wildcard node/*.c))
 NF_SRC     := $(wildcard netfilter/*.c)
 # billing-sync/: the sync codec both ends link, and the reference ledger.
-<<<<<<< HEAD
 # The ledger's server (lws) is vps-ledger's alone, beside its main.
 LEDGER_SERVER_SRC := billing-sync/ledger_server.c billing-sync/ledger_sync.c billing-sync/ledger_http.c
 BILLING_SRC := $(filter-out billing-sync/ledger_main.c $(LEDGER_SERVER_SRC),$(wildcard billing-sync/*.c))
-LIB_SRC    := $(COMMON_SRC) $(LWS_COMMON_SRC) $(NODE_SRC) $(NF_SRC) $(BILLING_SRC)
-=======
-BILLING_SRC := $(filter-out billing-sync/ledger_main.c,$(wildcard billing-sync/*.c))
 ISO_SRC    := $(wildcard iso/*.c)
-LIB_SRC    := $(COMMON_SRC) $(NODE_SRC) $(NF_SRC) $(BILLING_SRC) $(ISO_SRC)
->>>>>>> iso
+LIB_SRC    := $(COMMON_SRC) $(LWS_COMMON_SRC) $(NODE_SRC) $(NF_SRC) $(BILLING_SRC) $(ISO_SRC)
 # ar keeps one member per file name: two sources with one name would lose one.
 LIB_CLASH  := $(shell printf '%s\n' $(notdir $(LIB_SRC)) | sort | uniq -d)
 $(if $(LIB_CLASH),$(error library sources share a file name: $(LIB_CLASH)))

@@ -57,18 +57,15 @@ struct config {
         unsigned console_max_sessions;
         unsigned console_max_sessions_per_service;
         unsigned console_max_failed_tickets; /* per client address and minute */
-<<<<<<< HEAD
         /* The billing ledger (docs/sync-protocol.md); no ledger_url: none. */
         char ledger_url[512];               /* wss://HOST[:PORT]/PATH */
         char ledger_ca_file[PATH_MAX];      /* PEM CA(s) the ledger's certificate must chain to */
         char ledger_key_file[PATH_MAX];     /* the key shared at enrolment, base64url, 0600 root */
         char ledger_node_id[65];            /* this node's id at the ledger */
         unsigned ledger_usage_interval;     /* seconds between traffic reports */
-=======
         /* The customer ISO store (docs/iso.md). */
         uint64_t iso_quota_bytes;            /* per account, unless the ledger set one */
         unsigned iso_max_uploads;            /* uploads at once on the node */
->>>>>>> iso
 };
 
 /* Fills every field with its default. */

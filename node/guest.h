@@ -136,13 +136,12 @@ int guest_unsuspend(struct guests *guests, const char *uuid, const char *actor, 
  * (the ledger is told through the outbox). */
 int guest_removal_queue(struct guests *guests, int64_t service_id, const char *uuid, struct error *err);
 
-<<<<<<< HEAD
 /* A new owner account: recorded at once (refused while an operation
  * holds the service, or once it is terminated), and the old owner's open
  * console sessions end. */
 int guest_transfer(struct guests *guests, const char *uuid, const char *account_id, const char *actor,
                    struct error *err);
-=======
+
 /* The service's CD drive (node/guest_cdrom.c): the file at path (an ISO,
  * always given to QEMU as raw, read-only) inserted under iso_id, or the
  * drive ejected when iso_id is NULL. Live through QMP when the guest runs;
@@ -157,7 +156,6 @@ int guest_cdrom_get(struct guests *guests, const char *uuid, char *iso_id, size_
 /* Boot from the CD drive first (else the disk), from the next start on. */
 int guest_boot_iso_set(struct guests *guests, const char *uuid, bool from_iso, const char *actor,
                        struct error *err);
->>>>>>> iso
 
 /* Frees when no operation is running (the loop has drained). Accepts
  * NULL; returns NULL. */

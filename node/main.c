@@ -143,14 +143,11 @@ static void stop(struct vpsd *v)
         v->monitors = monitors_free(v->monitors);
         if (v->guests)
                 guests_set_monitors(v->guests, NULL);
-<<<<<<< HEAD
         /* Commands being applied finish into the journal; their acks go at
          * the next start. */
         v->sync = sync_stop(v->sync);
-=======
         /* After the monitors: a mount waiting for QMP has failed by now. */
         v->isos = iso_store_free(v->isos);
->>>>>>> iso
         v->leases = leases_free(v->leases);
         /* A last traffic sample; the table stays and keeps filtering. */
         if (v->guests)
@@ -332,7 +329,7 @@ static void on_reconciled(int status, const struct error *reconcile_err, struct 
                         .usage_interval = v->cfg.ledger_usage_interval,
                         .sample_interval = v->cfg.traffic_interval,
                 };
-                r = sync_start(v->loop, v->store, v->guests, v->leases, &sc, &v->sync, &err);
+                r = sync_start(v->loop, v->store, v->guests, v->leases, v->isos, &sc, &v->sync, &err);
         }
         if (r == 0)
                 r = control_start(v->loop, v->cfg.control_socket, &limits, vpsd_control_methods, v, &v->control,

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/lws_server.h"
 #include "common/util.h"
+#include "iso/iso.h"
 #include "node/config.h"
 #include "node/logbook.h"
 #include "node/outbox.h"
@@ -50,6 +51,7 @@ struct sync_client {
         struct store *store;
         struct guests *guests;
         struct leases *leases;
+        struct iso_store *isos;
         char host[256], path[256];
         unsigned port;
         char node_id[SYNC_NODE_ID_MAX + 1];
@@ -351,7 +353,21 @@ static const struct {
 
 static bool at_once(enum sync_kind kind)
 {
-        return kind == SYNC_TRANSFER || kind == SYNC_SET_POLICY;
+        return kind == SYNC_TRANSFER || kind == SYNC_SET_POLICY || kind == SYNC_ISO_APPROVE;
+}
+
+/* ISO rejections and deletions remove a file as well as a row: applied,
+ * then finished (a crash between the two is found in the audit log). */
+static int apply_iso_removal(struct sync_client *c, const struct sync_msg *cmd, const char *actor,
+                             struct error *err)
+{
+        int r = cmd->kind == SYNC_ISO_REJECT ? iso_reject(c->isos, cmd->iso, cmd->reason, actor, err)
+                                             : iso_remove(c->isos, cmd->iso, actor, err);
+
+        if (r == -EBUSY)
+                return r;
+        finish(c, cmd, r, err->msg, NULL);
+        return 1;
 }
 
 /* The commands that are only a change of records: applied and finished
@@ -364,8 +380,12 @@ static int apply_at_once(struct sync_client *c, const struct sync_msg *cmd, cons
 
         if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
                 return error_set(err, -EIO, "journal: %s", sqlite3_errmsg(db));
-        r = cmd->kind == SYNC_TRANSFER ? guest_transfer(c->guests, cmd->service, cmd->account_id, actor, err)
-                                       : apply_policy(c, cmd, actor, err);
+        if (cmd->kind == SYNC_TRANSFER)
+                r = guest_transfer(c->guests, cmd->service, cmd->account_id, actor, err);
+        else if (cmd->kind == SYNC_ISO_APPROVE)
+                r = iso_approve(c->isos, cmd->iso, cmd->account_id, actor, err);
+        else
+                r = apply_policy(c, cmd, actor, err);
         if (r == -EBUSY) {
                 sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
                 return r;
@@ -419,6 +439,21 @@ static int apply(struct sync_client *c, const struct sync_msg *cmd, struct runni
         case SYNC_TRANSFER:
         case SYNC_SET_POLICY:
                 return apply_at_once(c, cmd, actor, err);
+        case SYNC_ISO_APPROVE:
+        case SYNC_ISO_REJECT:
+        case SYNC_ISO_DELETE:
+        case SYNC_ISO_MOUNT:
+        case SYNC_ISO_EJECT:
+                if (!c->isos)
+                        return error_set(err, -EOPNOTSUPP, "%s: this node has no ISO store",
+                                         sync_kind_name(cmd->kind));
+                if (cmd->kind == SYNC_ISO_APPROVE)
+                        return apply_at_once(c, cmd, actor, err);
+                if (cmd->kind == SYNC_ISO_MOUNT)
+                        return iso_mount(c->isos, cmd->service, cmd->iso, actor, command_done, run, err);
+                if (cmd->kind == SYNC_ISO_EJECT)
+                        return iso_eject(c->isos, cmd->service, actor, command_done, run, err);
+                return apply_iso_removal(c, cmd, actor, err);
         default:
                 return error_set(err, -EOPNOTSUPP, "%s: not supported by this node", sync_kind_name(cmd->kind));
         }
@@ -930,7 +965,8 @@ static void on_store_change(void *userdata, int op, const char *db, const char *
 /* --- life --- */
 
 int sync_start(uv_loop_t *loop, struct store *store, struct guests *guests, struct leases *leases,
-               const struct sync_config *config, struct sync_client **ret, struct error *err)
+               struct iso_store *isos, const struct sync_config *config, struct sync_client **ret,
+               struct error *err)
 {
         struct lws_context_creation_info info;
         struct sync_client *c = calloc(1, sizeof(*c));
@@ -941,7 +977,7 @@ int sync_start(uv_loop_t *loop, struct store *store, struct guests *guests, stru
 
         if (!c)
                 return error_set(err, -ENOMEM, "out of memory");
-        *c = (struct sync_client){ .loop = loop, .store = store, .guests = guests, .leases = leases,
+        *c = (struct sync_client){ .loop = loop, .store = store, .guests = guests, .leases = leases, .isos = isos,
                                    .usage_interval = config->usage_interval,
                                    .sample_interval = config->sample_interval };
         r = config_ledger_url(config->url, c->host, sizeof(c->host), &c->port, c->path, sizeof(c->path));

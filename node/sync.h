@@ -32,8 +32,12 @@ struct sync_client;
 
 /* Reads the key (refusing a file others may read), then connects in the
  * background; a ledger that is down is retried, never an error here. */
+struct iso_store;
+
+/* isos may be NULL (the iso-* commands then fail). */
 int sync_start(uv_loop_t *loop, struct store *store, struct guests *guests, struct leases *leases,
-               const struct sync_config *config, struct sync_client **ret, struct error *err);
+               struct iso_store *isos, const struct sync_config *config, struct sync_client **ret,
+               struct error *err);
 
 /* connected, the sequences and what waits: for `vpsctl ledger status`. */
 struct json_object *sync_status(struct sync_client *client);
