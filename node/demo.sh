@@ -108,6 +108,7 @@ start() {
         for _ in $(seq 1 100); do grep -q "console ready" "$var/vpsd.log" && break; sleep 0.1; done
         echo "  VNC:    $("${vpsctl[@]}" --json console ticket "$uuid" --kind vnc | sed -n 's/.*"url": *"\([^"]*\)".*/\1/p')"
         echo "  serial: $("${vpsctl[@]}" --json console ticket "$uuid" --kind serial | sed -n 's/.*"url": *"\([^"]*\)".*/\1/p')"
+        demo_iso "$uuid"
         cat <<EOT
 
 vpsd runs in the background (log: var/vpsd.log, state: var/lib) with one
@@ -120,10 +121,39 @@ demo service, $uuid. Try:
   build/vpsctl --socket var/run/control.sock service reinstall $uuid
   build/vpsctl --socket var/run/control.sock --json service show $uuid
   build/vpsctl --socket var/run/control.sock console ticket $uuid --kind serial
+  build/vpsctl --socket var/run/control.sock iso list
+  build/vpsctl --socket var/run/control.sock iso eject $uuid
+  build/vpsctl --socket var/run/control.sock iso boot $uuid cdrom     # then: service restart
+  T=\$(build/vpsctl --socket var/run/control.sock --json iso ticket demo-customer --max-bytes 100000000 |
+      sed -n 's/.*"ticket": *"\([^"]*\)".*/\1/p')
+  curl -k -T var/demo.iso -H 'Expect:' -H 'X-Label: my installer' "https://127.0.0.1:8443/iso/upload?ticket=\$T"
   build/vpsctl --socket var/run/control.sock service terminate $uuid
   sqlite3 var/lib/vpsd.db 'SELECT * FROM audit_log'
 Stop it with: make demo-stop
 EOT
+}
+
+# An example ISO (xorriso), uploaded through the edge with a ticket as a
+# customer would, approved as the operator, and mounted into the guest.
+demo_iso() {
+        local uuid=$1 ticket answer id
+        command -v xorriso >/dev/null || { echo "(no xorriso: the ISO example is skipped)"; return 0; }
+        rm -rf "$var/demo-iso.d" && mkdir -p "$var/demo-iso.d"
+        echo "hello from a customer ISO" > "$var/demo-iso.d/README.txt"
+        xorriso -as mkisofs -quiet -V DEMOISO -o "$var/demo.iso" "$var/demo-iso.d"
+        echo
+        echo "Customer ISO: upload through the edge with a ticket, approve, mount:"
+        ticket=$("${vpsctl[@]}" --json iso ticket demo-customer --max-bytes 100000000 |
+                 sed -n 's/.*"ticket": *"\([^"]*\)".*/\1/p')
+        echo "\$ curl -k -T var/demo.iso -H 'Expect:' -H 'X-Label: demo installer' https://127.0.0.1:8443/iso/upload?ticket=…"
+        answer=$(curl -sk -T "$var/demo.iso" -H 'Expect:' -H 'X-Label: demo installer' \
+                 "https://127.0.0.1:8443/iso/upload?ticket=$ticket" || true)
+        echo "$answer"
+        id=$(echo "$answer" | sed -n 's/.*"id":"\([a-z0-9-]*\)".*/\1/p')
+        [ -n "$id" ] || return 0
+        show iso approve "$id" || true
+        show iso mount "$uuid" "$id" || true
+        show iso list || true
 }
 
 stop() {

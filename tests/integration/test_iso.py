@@ -24,7 +24,8 @@ import pytest
 import console_client as cc
 import edge_harness
 import libvirt_env
-from test_guest_lifecycle import BOOT, spec, wait_for
+from test_console_guest import cnode  # noqa: F401 (a fixture)
+from test_guest_lifecycle import BOOT
 
 ACCOUNT = "acct-42"
 
@@ -309,22 +310,12 @@ def test_kill_mid_upload_leaves_nothing(vpsd_factory, tmp_path):
 # ------------------------------------------------------------- a real guest
 
 @pytest.fixture
-def gnode(vpsd_factory, libvirt, bridge, test_guest):
-    v = vpsd_factory()
-    ledger = cc.Ledger()
-    port = edge_harness.free_port()
-    v.start(hypervisor="tcg", bridge=bridge, guest_run_dir=v.root / "guests", stop_timeout=30,
-            console_listen=f"127.0.0.1:{port}", ledger_public_key=ledger.public_pem(v.root / "ledger.pub"))
-    v.wait_log("console ready")
-    v.ctl("template", "import", "tiny", str(test_guest / "guest.qcow2"))
-    s = spec(account_id=ACCOUNT)
-    path = v.root / "spec.json"
-    path.write_text(json.dumps(s))
-    v.ctl("service", "provision", str(path))
-    libvirt_env.wait_console(str(v.root / "guests" / s["uuid"] / "console.log"), ["VPSD-GUEST-READY"], timeout=BOOT)
+def gnode(cnode, test_guest):
+    """test_console_guest's node: the edge, a test ledger and one running
+    tiny guest of ACCOUNT."""
+    v, ledger, port, s = cnode
+    assert s["account_id"] == ACCOUNT
     yield IsoNode(v, ledger, port), s["uuid"], test_guest
-    libvirt_env.destroy_and_undefine(f"vpsd-{s['uuid']}")
-    assert v.stop(timeout=60) == 0, v.log_text()
 
 
 def cdrom(u):
