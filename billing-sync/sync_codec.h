@@ -126,6 +126,7 @@ struct sync_msg {
         char account_id[SYNC_ACCOUNT_ID_MAX + 1];  /* transfer, iso-approve, iso */
         int64_t grace_seconds, retention_seconds;  /* set-policy */
         bool autonomous_removal;                   /* set-policy */
+        int64_t iso_quota_bytes;                   /* set-policy (optional; 0: unchanged) */
         char iso[SYNC_NAME_MAX + 1];               /* iso-*, iso */
         char label[SYNC_LABEL_MAX + 1];            /* iso (optional): what the customer called it */
         char sha256[65];                           /* iso (optional): lower-case hex */

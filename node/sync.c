@@ -336,10 +336,16 @@ static int apply_policy(struct sync_client *c, const struct sync_msg *cmd, const
         json_object_object_add(changes, "retention_s", json_object_new_int64(cmd->retention_seconds));
         json_object_object_add(changes, "autonomous_removal", json_object_new_boolean(cmd->autonomous_removal));
         r = lease_policy_update(c->store, changes, &policy, err);
+        /* The ISO quota every account has on this node unless given its own. */
+        if (r == 0 && cmd->iso_quota_bytes > 0)
+                r = c->isos ? iso_quota_set(c->isos, NULL, cmd->iso_quota_bytes, err)
+                            : error_set(err, -EOPNOTSUPP, "set-policy: this node has no ISO store");
         if (r < 0)
                 return r;
-        snprintf(detail, sizeof(detail), "grace_s=%" PRId64 " retention_s=%" PRId64 " autonomous_removal=%s",
-                 policy.grace_s, policy.retention_s, policy.autonomous_removal ? "true" : "false");
+        snprintf(detail, sizeof(detail),
+                 "grace_s=%" PRId64 " retention_s=%" PRId64 " autonomous_removal=%s iso_quota_bytes=%" PRId64,
+                 policy.grace_s, policy.retention_s, policy.autonomous_removal ? "true" : "false",
+                 cmd->iso_quota_bytes);
         logbook_audit(c->store, actor, "policy", "", "ok", detail);
         return 0;
 }
