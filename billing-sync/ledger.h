@@ -95,6 +95,13 @@ int ledger_change_plan(struct ledger *ledger, const char *uuid, const char *plan
 int ledger_promise(struct ledger *ledger, const char *uuid, int64_t now, struct json_object **ret,
                    struct error *err);
 int ledger_transfer(struct ledger *ledger, const char *uuid, const char *account, int64_t now, struct error *err);
+/* The provider's correction of a lease (compensation, a goodwill
+ * extension, or cutting a test service short): the paid period now ends at
+ * paid_until (after now and after the period's start); no money moves,
+ * a promise made in the cycle is forgotten, and the node gets `renew`. */
+int ledger_set_paid_until(struct ledger *ledger, const char *uuid, int64_t paid_until, int64_t now,
+                          struct json_object **ret, struct error *err);
+
 int ledger_set_auto_renew(struct ledger *ledger, const char *uuid, bool on, int64_t now, struct error *err);
 
 /* Services of account (NULL: all); terminated ones only when all. */

@@ -209,6 +209,14 @@ static int service_change_plan(struct call *c)
         return r < 0 ? r : ledger_change_plan(c->ledger, c->seg[0], plan, confirm, c->req->now, &c->out, &c->err);
 }
 
+static int service_paid_until(struct call *c)
+{
+        int64_t until = 0;
+        int r = num(c, "paid_until", true, &until);
+
+        return r < 0 ? r : ledger_set_paid_until(c->ledger, c->seg[0], until, c->req->now, &c->out, &c->err);
+}
+
 static int service_promise(struct call *c) { return ledger_promise(c->ledger, c->seg[0], c->req->now, &c->out, &c->err); }
 
 static int service_transfer(struct call *c)
@@ -303,6 +311,7 @@ static const char *const f_power[] = { "action", NULL };
 static const char *const f_reinstall[] = { "template", "ssh_keys", NULL };
 static const char *const f_ticket[] = { "account", "kind", NULL };
 static const char *const f_none[] = { NULL };
+static const char *const f_paid_until[] = { "paid_until", NULL };
 
 static const struct route routes[] = {
         { "POST", "accounts", f_account, true, account_create },
@@ -320,6 +329,7 @@ static const struct route routes[] = {
         { "GET", "services/*", NULL, false, service_show },
         { "POST", "services/*/change-plan", f_change, true, service_change_plan },
         { "POST", "services/*/promise", f_none, true, service_promise },
+        { "POST", "services/*/paid-until", f_paid_until, true, service_paid_until },
         { "POST", "services/*/transfer", f_transfer, true, service_transfer },
         { "POST", "services/*/auto-renew", f_auto_renew, true, service_auto_renew },
         { "POST", "services/*/power", f_power, true, service_power },

@@ -302,6 +302,13 @@ static int run(struct ledger *ledger, struct args *a, int64_t now, struct error 
                 r = ledger_promise(ledger, p[2], now, &out, err);
                 return r < 0 ? r : print(out);
         }
+        if (strcmp(noun, "service") == 0 && strcmp(verb, "set-paid-until") == 0) {
+                int64_t until;
+                if (opt_int(a, "--at", -1, &until) < 0 || args_done(a, 3, 3) < 0)
+                        return 2;
+                r = ledger_set_paid_until(ledger, p[2], until, now, &out, err);
+                return r < 0 ? r : print(out);
+        }
         if (strcmp(noun, "service") == 0 && strcmp(verb, "transfer") == 0) {
                 if (args_done(a, 4, 4) < 0)
                         return 2;
@@ -345,6 +352,7 @@ static const char help[] =
         "  order ACCOUNT PLAN --hostname NAME [--template NAME] [--ssh-key LINE]… [--no-auto-renew]\n"
         "  service list [--account ID] [--all]     service show UUID     service renew UUID…\n"
         "  service change-plan UUID PLAN [--confirm-disk-shrink]     service promise UUID\n"
+        "  service set-paid-until UUID --at SECONDS\n"
         "  service transfer UUID ACCOUNT     service auto-renew UUID on|off\n"
         "  tick     key public\n"
         "  serve --listen ADDR:PORT --cert PEM --key PEM --api-token-file FILE [--tick-interval SECONDS]\n"

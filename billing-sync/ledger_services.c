@@ -449,6 +449,28 @@ int ledger_promise(struct ledger *ledger, const char *uuid, int64_t now, struct 
         return with_service(ledger, uuid, now, ret, err, promise_step, NULL);
 }
 
+static int paid_until_step(struct ledger *ledger, struct ledger_service *s, int64_t now, const void *arg,
+                           struct error *err)
+{
+        int64_t until = *(const int64_t *)arg;
+        int r;
+
+        if (s->lease.state != LEASE_ACTIVE)
+                return error_set(err, -EPERM, "only an active service's lease can be set");
+        if (until <= now || until <= s->lease.period_start || until > SYNC_TIME_MAX)
+                return error_set(err, -EINVAL, "paid_until must be after now and after the period's start");
+        s->lease.paid_until = until;
+        s->lease.promised_until = 0;
+        r = ledger_service_save(ledger, s, now, err);
+        return r < 0 ? r : ledger_queue_lease(ledger, s, SYNC_RENEW, now, err);
+}
+
+int ledger_set_paid_until(struct ledger *ledger, const char *uuid, int64_t paid_until, int64_t now,
+                          struct json_object **ret, struct error *err)
+{
+        return with_service(ledger, uuid, now, ret, err, paid_until_step, &paid_until);
+}
+
 static int transfer_step(struct ledger *ledger, struct ledger_service *s, int64_t now, const void *arg,
                          struct error *err)
 {

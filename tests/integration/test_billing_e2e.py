@@ -201,3 +201,21 @@ def test_kill9_of_both_during_a_stream_applies_each_command_once(story):
     assert len(renews) == renewals
     assert all(audit.get(f"ledger command {seq}") == 1 for seq in renews), "each renew took effect once"
     assert story.node_show(u)["paid_until"] == story.ledger_show(u)["paid_until"]
+
+
+def test_the_provider_corrects_a_lease_end(story):
+    L, v = story.ledger, story.vpsd
+    L.follow_wall_clock()
+    u = order(L, account="dave", balance=100, price=100)
+    wait_for(lambda: domstate(u) == "running", 120, "guest running")
+    before = story.ledger_show(u)
+    L.api("POST", f"services/{u}/paid-until", {"paid_until": int(time.time()) - 10}, expect=400)
+    L.api("POST", f"services/{u}/paid-until", {"paid_until": "soon"}, expect=400)
+    assert story.ledger_show(u) == before, "a refusal changes nothing"
+    end = int(time.time()) + 8
+    assert L.api("POST", f"services/{u}/paid-until", {"paid_until": end})["paid_until"] == end
+    wait_for(lambda: story.node_show(u)["paid_until"] == end, 30, "the node has the new lease end")
+    # The wallet is empty: at that second the node suspends it by itself.
+    wait_for(lambda: story.node_show(u)["state"] == "suspended", 60, "suspended")
+    assert end <= story.node_show(u)["suspended_at"] <= end + 1
+    assert story.wallet("dave") == (0, [("top-up", 100), ("order", -100)])

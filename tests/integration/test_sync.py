@@ -288,3 +288,27 @@ def test_ledger_commands_drive_a_real_guest(vpsd_factory, tmp_path, libvirt, bri
         libvirt_env.destroy_and_undefine(f"vpsd-{u}")
         assert v.stop(timeout=60) == 0, v.log_text()
         peer.close()
+
+
+def test_valgrind_clean_sync_client(vpsd_factory, tmp_path):
+    """vpsd under valgrind through a session, refusals, a lost connection
+    and a stop: no invalid access, no definite leak (lws on vpsd's loop
+    included)."""
+    v = vpsd_factory()
+    peer = LedgerPeer(tmp_path, NODE_ID)
+    key = peer.key_file(v.root / "ledger.key")
+    v.start(prefix=["valgrind", "--quiet", "--fair-sched=yes", "--error-exitcode=99", "--leak-check=full",
+                    "--errors-for-leak-kinds=definite", "--track-fds=no"], wait=False,
+            ledger_url=peer.url, ledger_ca_file=peer.ca, ledger_key_file=key, ledger_node_id=NODE_ID)
+    v.wait_ready(timeout=120)
+    conn = peer.accept(timeout=120)
+    conn.send(policy(1, grace=30))
+    ack_of(conn, 1, timeout=120)
+    conn.send_text(conn.session.build(policy(2), key=os.urandom(32)))
+    conn.recv_until(lambda m: m["kind"] == "error", timeout=120)
+    conn.close()
+    conn = peer.accept(timeout=120)
+    conn.send(policy(2, grace=40))
+    ack_of(conn, 2, timeout=120)
+    assert v.stop(timeout=120) == 0, v.log_text()
+    peer.close()
