@@ -51,14 +51,34 @@ static const char *arg(const struct call *c, const char *name)
         return NULL;
 }
 
+/* A body field's refusal: one missing is a bad request (400), not a
+ * missing object (404). */
+static int field(struct call *c, int r)
+{
+        if (r != -ENOENT)
+                return r;
+        c->err.code = -EINVAL;
+        return -EINVAL;
+}
+
 static int str(struct call *c, const char *key, bool required, const char **ret)
 {
-        return json_get_string(c->in, key, required, ret, &c->err);
+        return field(c, json_get_string(c->in, key, required, ret, &c->err));
+}
+
+static int boolean(struct call *c, const char *key, bool required, bool *ret)
+{
+        return field(c, json_get_bool(c->in, key, required, ret, &c->err));
+}
+
+static int strings(struct call *c, const char *key, bool required, const char **ret, size_t max, size_t *ret_n)
+{
+        return field(c, json_get_strings(c->in, key, required, ret, max, ret_n, &c->err));
 }
 
 static int num(struct call *c, const char *key, bool required, int64_t *ret)
 {
-        int r = json_get_int64(c->in, key, required, ret, &c->err);
+        int r = field(c, json_get_int64(c->in, key, required, ret, &c->err));
 
         if (r == 0 && *ret < 0)
                 return error_set(&c->err, -EINVAL, "field `%s` must not be negative", key);
@@ -135,7 +155,7 @@ static int node_add(struct call *c)
                 r = nums(c, (const char *const[]){ "vcpus", "memory_mib", "disk_gib", NULL },
                          (int64_t *const[]){ &n.vcpus, &n.memory_mib, &n.disk_gib }, true);
         if (r == 0)
-                r = json_get_strings(c->in, "pools", false, n.pools, LEDGER_POOLS_MAX, &n.n_pools, &c->err);
+                r = strings(c, "pools", false, n.pools, LEDGER_POOLS_MAX, &n.n_pools);
         if (r == 0)
                 r = str(c, "console_url", false, &n.console_url);
         if (r == 0 && str_copy(n.id, sizeof(n.id), id) < 0)
@@ -168,7 +188,7 @@ static int node_policy(struct call *c)
                      (int64_t *const[]){ &p.grace_seconds, &p.retention_seconds }, true);
 
         if (r == 0)
-                r = json_get_bool(c->in, "autonomous_removal", true, &p.autonomous_removal, &c->err);
+                r = boolean(c, "autonomous_removal", true, &p.autonomous_removal);
         if (r == 0)
                 r = num(c, "iso_quota_bytes", false, &p.iso_quota_bytes);
         /* 0 is how set-policy says "unchanged": not a quota one can ask for. */
@@ -193,10 +213,9 @@ static int order(struct call *c)
         if (r == 0)
                 r = str(c, "template", false, &o.template_name);
         if (r == 0)
-                r = json_get_strings(c->in, "ssh_keys", false, o.ssh_keys, LEDGER_SSH_KEYS_MAX, &o.n_ssh_keys,
-                                     &c->err);
+                r = strings(c, "ssh_keys", false, o.ssh_keys, LEDGER_SSH_KEYS_MAX, &o.n_ssh_keys);
         if (r == 0)
-                r = json_get_bool(c->in, "auto_renew", false, &o.auto_renew, &c->err);
+                r = boolean(c, "auto_renew", false, &o.auto_renew);
         return r < 0 ? r : ledger_order(c->ledger, &o, c->req->now, &c->out, &c->err);
 }
 
@@ -213,7 +232,7 @@ static int service_renew(struct call *c)
 {
         const char *uuids[LEDGER_BULK_MAX];
         size_t n = 0;
-        int r = json_get_strings(c->in, "services", true, uuids, LEDGER_BULK_MAX, &n, &c->err);
+        int r = strings(c, "services", true, uuids, LEDGER_BULK_MAX, &n);
 
         return r < 0 ? r : ledger_renew(c->ledger, uuids, n, c->req->now, &c->out, &c->err);
 }
@@ -225,7 +244,7 @@ static int service_change_plan(struct call *c)
         int r = str(c, "plan", true, &plan);
 
         if (r == 0)
-                r = json_get_bool(c->in, "confirm_disk_shrink", false, &confirm, &c->err);
+                r = boolean(c, "confirm_disk_shrink", false, &confirm);
         return r < 0 ? r : ledger_change_plan(c->ledger, c->seg[0], plan, confirm, c->req->now, &c->out, &c->err);
 }
 
@@ -244,7 +263,7 @@ static int service_transfer(struct call *c)
 static int service_auto_renew(struct call *c)
 {
         bool on = false;
-        int r = json_get_bool(c->in, "auto_renew", true, &on, &c->err);
+        int r = boolean(c, "auto_renew", true, &on);
 
         if (r == 0)
                 r = ledger_set_auto_renew(c->ledger, c->seg[0], on, c->req->now, &c->err);
@@ -271,7 +290,7 @@ static int service_reinstall(struct call *c)
         int r = str(c, "template", true, &template_name);
 
         if (r == 0)
-                r = json_get_strings(c->in, "ssh_keys", false, keys, LEDGER_SSH_KEYS_MAX, &n, &c->err);
+                r = strings(c, "ssh_keys", false, keys, LEDGER_SSH_KEYS_MAX, &n);
         if (r == 0)
                 r = ledger_reinstall(c->ledger, c->seg[0], template_name, keys, n, c->req->now, &c->err);
         if (r == 0)
