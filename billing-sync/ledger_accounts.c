@@ -317,7 +317,7 @@ int ledger_node_commands(struct ledger *ledger, const char *node, int64_t after,
 {
         cleanup_stmt sqlite3_stmt *stmt = NULL;
         int r = ledger_sql(ledger, &stmt, err,
-                           "SELECT seq, kind, service_uuid AS service, body, created_at, acked_at FROM commands"
+                           "SELECT seq, kind, service_uuid AS service, body, created_at, acked_at, result, error FROM commands"
                            " WHERE node_id = ? AND seq > ? ORDER BY seq",
                            "ti", node, after);
 
