@@ -138,6 +138,49 @@ int ledger_console_ticket(struct ledger *ledger, const char *uuid, const char *a
 /* The node's last inventory against the ledger's records of it. */
 int ledger_node_drift(struct ledger *ledger, const char *node, struct json_object **ret, struct error *err);
 
+/* A node's policy (set-policy, docs/sync-protocol.md): grace and
+ * retention 0 to SYNC_POLICY_SECONDS_MAX, the ISO quota of every account
+ * on the node (0: unchanged, as the node has it). */
+struct ledger_policy {
+        int64_t grace_seconds, retention_seconds;
+        bool autonomous_removal;
+        int64_t iso_quota_bytes;
+};
+/* Keeps the policy as the node's current one and queues set-policy. */
+int ledger_node_policy(struct ledger *ledger, const char *node, const struct ledger_policy *policy, int64_t now,
+                       struct error *err);
+
+/* Customer ISOs (ledger_iso.c, docs/iso.md): records kept from the
+ * node's iso events, and commands queued for the ISO's node. */
+#define LEDGER_ISO_UPLOAD_MAX (INT64_C(64) << 30) /* bytes an upload ticket allows, at most */
+#define LEDGER_ISO_REFUSED "iso refused"
+#define LEDGER_ISO_UPLOAD_REFUSED "iso upload refused"
+
+/* The ISOs of account (NULL: every account). For a customer (admin
+ * false): id, label, size, sha256, state, mounted_in, deleted ones left
+ * out; an admin also sees the node, the account and the times. */
+int ledger_iso_list(struct ledger *ledger, const char *account, bool admin, struct json_object **ret,
+                    struct error *err);
+/* The owner's actions: -EACCES with LEDGER_ISO_REFUSED, whatever the
+ * reason, unless account owns the ISO (and, to mount, the service too,
+ * active and on the ISO's node); -EPERM when the ISO is not approved
+ * (mount) or is mounted (delete). */
+int ledger_iso_mount(struct ledger *ledger, const char *iso, const char *account, const char *service, int64_t now,
+                     struct error *err);
+int ledger_iso_eject(struct ledger *ledger, const char *service, const char *account, int64_t now,
+                     struct error *err);
+int ledger_iso_delete(struct ledger *ledger, const char *iso, const char *account, int64_t now, struct error *err);
+/* The provider's: approve a pending ISO (for its own account), reject a
+ * pending or approved one that is not mounted (reason may be NULL). */
+int ledger_iso_approve(struct ledger *ledger, const char *iso, int64_t now, struct error *err);
+int ledger_iso_reject(struct ledger *ledger, const char *iso, const char *reason, int64_t now, struct error *err);
+/* An ISO upload ticket (common/ticket.h) for account on node, valid 60 s
+ * from now, with the node's upload URL. -EINVAL unless max_bytes is 1 to
+ * LEDGER_ISO_UPLOAD_MAX; -EACCES with LEDGER_ISO_UPLOAD_REFUSED, whatever
+ * the reason, unless account has an active service on node. */
+int ledger_iso_upload_ticket(struct ledger *ledger, const char *account, const char *node, int64_t max_bytes,
+                             int64_t now, struct json_object **ret, struct error *err);
+
 /* The sync endpoint's store (ledger_journal.c). */
 struct ledger_node_seqs {
         int64_t last_command_seq;  /* the last command queued */

@@ -166,6 +166,16 @@ int ledger_rows_json(struct ledger *ledger, sqlite3_stmt *stmt, struct json_obje
         return 0;
 }
 
+void ledger_rows_parse_column(struct json_object *rows, const char *column)
+{
+        for (size_t i = 0; i < json_object_array_length(rows); i++) {
+                struct json_object *row = json_object_array_get_idx(rows, i), *text = NULL;
+
+                if (json_object_object_get_ex(row, column, &text) && json_object_is_type(text, json_type_string))
+                        json_object_object_add(row, column, json_tokener_parse(json_object_get_string(text)));
+        }
+}
+
 int ledger_plan_list(struct ledger *ledger, struct json_object **ret, struct error *err)
 {
         cleanup_stmt sqlite3_stmt *stmt = NULL;
@@ -249,12 +259,57 @@ int ledger_node_list(struct ledger *ledger, struct json_object **ret, struct err
                            "SELECT n.id, n.vcpus, n.memory_mib, n.disk_gib,"
                            " coalesce(sum(p.vcpus), 0) AS used_vcpus, coalesce(sum(p.memory_mib), 0) AS used_memory_mib,"
                            " coalesce(sum(p.disk_gib), 0) AS used_disk_gib, count(s.uuid) AS services,"
-                           " n.last_command_seq, n.acked_command_seq, n.last_event_seq, n.console_url"
+                           " n.last_command_seq, n.acked_command_seq, n.last_event_seq, n.console_url,"
+                           " CASE WHEN n.policy_at IS NULL THEN NULL ELSE json_object("
+                           "  'grace_seconds', n.policy_grace_seconds, 'retention_seconds', n.policy_retention_seconds,"
+                           "  'autonomous_removal', json(CASE n.policy_autonomous_removal WHEN 1 THEN 'true' ELSE 'false' END),"
+                           "  'iso_quota_bytes', n.policy_iso_quota_bytes, 'at', n.policy_at) END AS policy"
                            " FROM nodes n LEFT JOIN services s ON s.node_id = n.id AND s.state != 'terminated'"
                            " LEFT JOIN plans p ON p.name = s.plan GROUP BY n.id ORDER BY n.id",
                            "");
 
-        return r < 0 ? r : ledger_rows_json(ledger, stmt, ret, err);
+        if (r == 0)
+                r = ledger_rows_json(ledger, stmt, ret, err);
+        if (r == 0)
+                ledger_rows_parse_column(*ret, "policy");
+        return r;
+}
+
+static int policy_locked(struct ledger *ledger, const char *node, const struct ledger_policy *p, int64_t now,
+                         struct error *err)
+{
+        struct sync_msg msg = { .kind = SYNC_SET_POLICY, .grace_seconds = p->grace_seconds,
+                                .retention_seconds = p->retention_seconds,
+                                .autonomous_removal = p->autonomous_removal, .iso_quota_bytes = p->iso_quota_bytes };
+        int changes = 0;
+        /* A quota not given is unchanged on the node: the one kept stays. */
+        int r = ledger_exec(ledger, &changes, err,
+                            "UPDATE nodes SET policy_grace_seconds = ?2, policy_retention_seconds = ?3,"
+                            " policy_autonomous_removal = ?4, policy_iso_quota_bytes = coalesce(nullif(?5, 0),"
+                            " policy_iso_quota_bytes), policy_at = ?6 WHERE id = ?1",
+                            "tii" "iii", node, p->grace_seconds, p->retention_seconds, (int64_t)p->autonomous_removal,
+                            p->iso_quota_bytes, now);
+
+        if (r == 0 && changes == 0)
+                r = error_set(err, -ENOENT, "node `%.64s`: no such node", node);
+        return r < 0 ? r : ledger_queue(ledger, node, &msg, now, err);
+}
+
+int ledger_node_policy(struct ledger *ledger, const char *node, const struct ledger_policy *p, int64_t now,
+                       struct error *err)
+{
+        int r;
+
+        if (p->grace_seconds < 0 || p->grace_seconds > SYNC_POLICY_SECONDS_MAX || p->retention_seconds < 0 ||
+            p->retention_seconds > SYNC_POLICY_SECONDS_MAX)
+                return error_set(err, -EINVAL, "policy: grace and retention are 0 to %d seconds",
+                                 SYNC_POLICY_SECONDS_MAX);
+        if (p->iso_quota_bytes < 0 || p->iso_quota_bytes > SYNC_INT_MAX)
+                return error_set(err, -EINVAL, "policy: the ISO quota is 1 to %lld bytes", (long long)SYNC_INT_MAX);
+        r = ledger_begin(ledger, err);
+        if (r == 0)
+                r = policy_locked(ledger, node, p, now, err);
+        return ledger_end(ledger, r, err);
 }
 
 int ledger_node_commands(struct ledger *ledger, const char *node, int64_t after, struct json_object **ret,
@@ -262,7 +317,7 @@ int ledger_node_commands(struct ledger *ledger, const char *node, int64_t after,
 {
         cleanup_stmt sqlite3_stmt *stmt = NULL;
         int r = ledger_sql(ledger, &stmt, err,
-                           "SELECT seq, kind, service_uuid AS service, body, created_at, acked_at FROM commands"
+                           "SELECT seq, kind, service_uuid AS service, body, created_at, acked_at, result, error FROM commands"
                            " WHERE node_id = ? AND seq > ? ORDER BY seq",
                            "ti", node, after);
 

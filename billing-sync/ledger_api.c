@@ -51,14 +51,34 @@ static const char *arg(const struct call *c, const char *name)
         return NULL;
 }
 
+/* A body field's refusal: one missing is a bad request (400), not a
+ * missing object (404). */
+static int field(struct call *c, int r)
+{
+        if (r != -ENOENT)
+                return r;
+        c->err.code = -EINVAL;
+        return -EINVAL;
+}
+
 static int str(struct call *c, const char *key, bool required, const char **ret)
 {
-        return json_get_string(c->in, key, required, ret, &c->err);
+        return field(c, json_get_string(c->in, key, required, ret, &c->err));
+}
+
+static int boolean(struct call *c, const char *key, bool required, bool *ret)
+{
+        return field(c, json_get_bool(c->in, key, required, ret, &c->err));
+}
+
+static int strings(struct call *c, const char *key, bool required, const char **ret, size_t max, size_t *ret_n)
+{
+        return field(c, json_get_strings(c->in, key, required, ret, max, ret_n, &c->err));
 }
 
 static int num(struct call *c, const char *key, bool required, int64_t *ret)
 {
-        int r = json_get_int64(c->in, key, required, ret, &c->err);
+        int r = field(c, json_get_int64(c->in, key, required, ret, &c->err));
 
         if (r == 0 && *ret < 0)
                 return error_set(&c->err, -EINVAL, "field `%s` must not be negative", key);
@@ -135,7 +155,7 @@ static int node_add(struct call *c)
                 r = nums(c, (const char *const[]){ "vcpus", "memory_mib", "disk_gib", NULL },
                          (int64_t *const[]){ &n.vcpus, &n.memory_mib, &n.disk_gib }, true);
         if (r == 0)
-                r = json_get_strings(c->in, "pools", false, n.pools, LEDGER_POOLS_MAX, &n.n_pools, &c->err);
+                r = strings(c, "pools", false, n.pools, LEDGER_POOLS_MAX, &n.n_pools);
         if (r == 0)
                 r = str(c, "console_url", false, &n.console_url);
         if (r == 0 && str_copy(n.id, sizeof(n.id), id) < 0)
@@ -161,6 +181,26 @@ static int node_commands(struct call *c)
 
 static int node_drift(struct call *c) { return ledger_node_drift(c->ledger, c->seg[0], &c->out, &c->err); }
 
+static int node_policy(struct call *c)
+{
+        struct ledger_policy p = { 0 };
+        int r = nums(c, (const char *const[]){ "grace_seconds", "retention_seconds", NULL },
+                     (int64_t *const[]){ &p.grace_seconds, &p.retention_seconds }, true);
+
+        if (r == 0)
+                r = boolean(c, "autonomous_removal", true, &p.autonomous_removal);
+        if (r == 0)
+                r = num(c, "iso_quota_bytes", false, &p.iso_quota_bytes);
+        /* 0 is how set-policy says "unchanged": not a quota one can ask for. */
+        if (r == 0 && json_object_object_get_ex(c->in, "iso_quota_bytes", NULL) && p.iso_quota_bytes == 0)
+                r = error_set(&c->err, -EINVAL, "iso_quota_bytes: at least 1 (leave it out to keep the node's)");
+        if (r == 0)
+                r = ledger_node_policy(c->ledger, c->seg[0], &p, c->req->now, &c->err);
+        if (r == 0)
+                c->out = ok_object();
+        return r;
+}
+
 static int order(struct call *c)
 {
         struct ledger_order o = { .template_name = "debian-12", .auto_renew = true };
@@ -173,10 +213,9 @@ static int order(struct call *c)
         if (r == 0)
                 r = str(c, "template", false, &o.template_name);
         if (r == 0)
-                r = json_get_strings(c->in, "ssh_keys", false, o.ssh_keys, LEDGER_SSH_KEYS_MAX, &o.n_ssh_keys,
-                                     &c->err);
+                r = strings(c, "ssh_keys", false, o.ssh_keys, LEDGER_SSH_KEYS_MAX, &o.n_ssh_keys);
         if (r == 0)
-                r = json_get_bool(c->in, "auto_renew", false, &o.auto_renew, &c->err);
+                r = boolean(c, "auto_renew", false, &o.auto_renew);
         return r < 0 ? r : ledger_order(c->ledger, &o, c->req->now, &c->out, &c->err);
 }
 
@@ -193,7 +232,7 @@ static int service_renew(struct call *c)
 {
         const char *uuids[LEDGER_BULK_MAX];
         size_t n = 0;
-        int r = json_get_strings(c->in, "services", true, uuids, LEDGER_BULK_MAX, &n, &c->err);
+        int r = strings(c, "services", true, uuids, LEDGER_BULK_MAX, &n);
 
         return r < 0 ? r : ledger_renew(c->ledger, uuids, n, c->req->now, &c->out, &c->err);
 }
@@ -205,7 +244,7 @@ static int service_change_plan(struct call *c)
         int r = str(c, "plan", true, &plan);
 
         if (r == 0)
-                r = json_get_bool(c->in, "confirm_disk_shrink", false, &confirm, &c->err);
+                r = boolean(c, "confirm_disk_shrink", false, &confirm);
         return r < 0 ? r : ledger_change_plan(c->ledger, c->seg[0], plan, confirm, c->req->now, &c->out, &c->err);
 }
 
@@ -232,7 +271,7 @@ static int service_transfer(struct call *c)
 static int service_auto_renew(struct call *c)
 {
         bool on = false;
-        int r = json_get_bool(c->in, "auto_renew", true, &on, &c->err);
+        int r = boolean(c, "auto_renew", true, &on);
 
         if (r == 0)
                 r = ledger_set_auto_renew(c->ledger, c->seg[0], on, c->req->now, &c->err);
@@ -259,7 +298,7 @@ static int service_reinstall(struct call *c)
         int r = str(c, "template", true, &template_name);
 
         if (r == 0)
-                r = json_get_strings(c->in, "ssh_keys", false, keys, LEDGER_SSH_KEYS_MAX, &n, &c->err);
+                r = strings(c, "ssh_keys", false, keys, LEDGER_SSH_KEYS_MAX, &n);
         if (r == 0)
                 r = ledger_reinstall(c->ledger, c->seg[0], template_name, keys, n, c->req->now, &c->err);
         if (r == 0)
@@ -295,6 +334,59 @@ static int service_console_ticket(struct call *c)
                ledger_console_ticket(c->ledger, c->seg[0], account, kind, c->req->now, &c->out, &c->err);
 }
 
+static int account_isos(struct call *c) { return ledger_iso_list(c->ledger, c->seg[0], false, &c->out, &c->err); }
+
+static int iso_list(struct call *c) { return ledger_iso_list(c->ledger, arg(c, "account"), true, &c->out, &c->err); }
+
+static int iso_upload_ticket(struct call *c)
+{
+        const char *node = NULL;
+        int64_t max_bytes = 0;
+        int r = str(c, "node", true, &node);
+
+        if (r == 0)
+                r = num(c, "max_bytes", true, &max_bytes);
+        return r < 0 ? r :
+               ledger_iso_upload_ticket(c->ledger, c->seg[0], node, max_bytes, c->req->now, &c->out, &c->err);
+}
+
+/* The owner's ISO actions: the account, and the service to mount into. */
+static int iso_mount(struct call *c)
+{
+        const char *account = NULL, *service = NULL;
+        int r = str(c, "account", true, &account);
+
+        if (r == 0)
+                r = str(c, "service", true, &service);
+        return r < 0 ? r : ledger_iso_mount(c->ledger, c->seg[0], account, service, c->req->now, &c->err);
+}
+
+static int iso_delete(struct call *c)
+{
+        const char *account = NULL;
+        int r = str(c, "account", true, &account);
+
+        return r < 0 ? r : ledger_iso_delete(c->ledger, c->seg[0], account, c->req->now, &c->err);
+}
+
+static int service_iso_eject(struct call *c)
+{
+        const char *account = NULL;
+        int r = str(c, "account", true, &account);
+
+        return r < 0 ? r : ledger_iso_eject(c->ledger, c->seg[0], account, c->req->now, &c->err);
+}
+
+static int iso_approve(struct call *c) { return ledger_iso_approve(c->ledger, c->seg[0], c->req->now, &c->err); }
+
+static int iso_reject(struct call *c)
+{
+        const char *reason = NULL;
+        int r = str(c, "reason", false, &reason);
+
+        return r < 0 ? r : ledger_iso_reject(c->ledger, c->seg[0], reason, c->req->now, &c->err);
+}
+
 static int tick(struct call *c) { return ledger_tick(c->ledger, c->req->now, &c->out, &c->err); }
 
 static const char *const f_account[] = { "id", "name", NULL };
@@ -305,11 +397,16 @@ static const char *const f_node[] = { "id", "vcpus", "memory_mib", "disk_gib", "
 static const char *const f_order[] = { "account", "plan", "hostname", "template", "ssh_keys", "auto_renew", NULL };
 static const char *const f_renew[] = { "services", NULL };
 static const char *const f_change[] = { "plan", "confirm_disk_shrink", NULL };
-static const char *const f_transfer[] = { "account", NULL };
 static const char *const f_auto_renew[] = { "auto_renew", NULL };
 static const char *const f_power[] = { "action", NULL };
 static const char *const f_reinstall[] = { "template", "ssh_keys", NULL };
 static const char *const f_ticket[] = { "account", "kind", NULL };
+static const char *const f_policy[] = { "grace_seconds", "retention_seconds", "autonomous_removal", "iso_quota_bytes",
+                                        NULL };
+static const char *const f_upload_ticket[] = { "node", "max_bytes", NULL };
+static const char *const f_iso_mount[] = { "account", "service", NULL };
+static const char *const f_account_only[] = { "account", NULL };
+static const char *const f_reason[] = { "reason", NULL };
 static const char *const f_none[] = { NULL };
 static const char *const f_paid_until[] = { "paid_until", NULL };
 
@@ -323,6 +420,14 @@ static const struct route routes[] = {
         { "GET", "nodes", NULL, false, node_list },
         { "GET", "nodes/*/commands", NULL, false, node_commands },
         { "GET", "nodes/*/drift", NULL, false, node_drift },
+        { "POST", "nodes/*/policy", f_policy, true, node_policy },
+        { "GET", "accounts/*/isos", NULL, false, account_isos },
+        { "POST", "accounts/*/iso-upload-ticket", f_upload_ticket, false, iso_upload_ticket },
+        { "GET", "isos", NULL, false, iso_list },
+        { "POST", "isos/*/mount", f_iso_mount, true, iso_mount },
+        { "POST", "isos/*/delete", f_account_only, true, iso_delete },
+        { "POST", "isos/*/approve", f_none, true, iso_approve },
+        { "POST", "isos/*/reject", f_reason, true, iso_reject },
         { "POST", "orders", f_order, true, order },
         { "GET", "services", NULL, false, service_list },
         { "POST", "services/renew", f_renew, true, service_renew },
@@ -330,13 +435,14 @@ static const struct route routes[] = {
         { "POST", "services/*/change-plan", f_change, true, service_change_plan },
         { "POST", "services/*/promise", f_none, true, service_promise },
         { "POST", "services/*/paid-until", f_paid_until, true, service_paid_until },
-        { "POST", "services/*/transfer", f_transfer, true, service_transfer },
+        { "POST", "services/*/transfer", f_account_only, true, service_transfer },
         { "POST", "services/*/auto-renew", f_auto_renew, true, service_auto_renew },
         { "POST", "services/*/power", f_power, true, service_power },
         { "POST", "services/*/reinstall", f_reinstall, true, service_reinstall },
         { "POST", "services/*/root-password", f_none, true, service_root_password },
         { "GET", "services/*/traffic", NULL, false, service_traffic },
         { "POST", "services/*/console-ticket", f_ticket, false, service_console_ticket },
+        { "POST", "services/*/iso-eject", f_account_only, true, service_iso_eject },
         { "POST", "tick", f_none, true, tick },
 };
 

@@ -2,7 +2,7 @@
  * key and sequences, its command journal read back for sending and acked,
  * and its events stored once each and applied: the node-side state of a
  * service, the one-time root password (sealed), traffic buckets, the
- * removal schedule and the inventory. */
+ * removal schedule, the inventory and customer ISOs. */
 #include "ledger_private.h"
 
 #include <errno.h>
@@ -204,6 +204,8 @@ static int apply_event(struct ledger *ledger, const char *node, const struct syn
                                    "it", e->remove_after, e->service);
         case SYNC_INVENTORY:
                 return apply_inventory(ledger, node, e, now, err);
+        case SYNC_ISO:
+                return ledger_iso_event(ledger, node, e, err);
         default:
                 return 0;
         }

@@ -27,7 +27,7 @@ struct args {
 static bool is_flag(const char *name)
 {
         return strcmp(name, "--all") == 0 || strcmp(name, "--no-auto-renew") == 0 ||
-               strcmp(name, "--confirm-disk-shrink") == 0;
+               strcmp(name, "--confirm-disk-shrink") == 0 || strcmp(name, "--autonomous-removal") == 0;
 }
 
 static int usage(const char *fmt, const char *what)
@@ -168,6 +168,74 @@ static int serve(struct ledger *ledger, struct args *a, int64_t now_base, struct
         return ledger_serve(ledger, &config, err);
 }
 
+/* `node policy ID …`: the policy kept for the node and sent to it. */
+static int node_policy(struct ledger *ledger, struct args *a, int64_t now, struct error *err)
+{
+        struct ledger_policy p = { 0 };
+        int r;
+
+        p.autonomous_removal = opt(a, "--autonomous-removal") != NULL;
+        if (opt_int(a, "--grace", -1, &p.grace_seconds) < 0 || opt_int(a, "--retention", -1, &p.retention_seconds) < 0 ||
+            opt_int(a, "--iso-quota-bytes", 0, &p.iso_quota_bytes) < 0 || args_done(a, 3, 3) < 0)
+                return 2;
+        r = ledger_node_policy(ledger, a->positional[2], &p, now, err);
+        return r < 0 ? r : print(ok_object());
+}
+
+/* `iso VERB …`: customer ISOs (docs/ledger.md, "ISOs"). */
+static int run_iso(struct ledger *ledger, struct args *a, int64_t now, struct error *err)
+{
+        const char *verb = a->n_positional > 1 ? a->positional[1] : "";
+        const char *id = a->n_positional > 2 ? a->positional[2] : "";
+        struct json_object *out = NULL;
+        int r;
+
+        if (strcmp(verb, "list") == 0) {
+                const char *account = opt(a, "--account");
+                if (args_done(a, 2, 2) < 0)
+                        return 2;
+                r = ledger_iso_list(ledger, account, true, &out, err);
+                return r < 0 ? r : print(out);
+        }
+        if (strcmp(verb, "ticket") == 0) {
+                const char *node = opt(a, "--node");
+                int64_t max_bytes;
+                if (opt_int(a, "--max-bytes", -1, &max_bytes) < 0 || args_done(a, 3, 3) < 0)
+                        return 2;
+                if (!node)
+                        return usage("%s: --node is required", "iso ticket");
+                r = ledger_iso_upload_ticket(ledger, id, node, max_bytes, now, &out, err);
+                return r < 0 ? r : print(out);
+        }
+        if (strcmp(verb, "approve") == 0) {
+                if (args_done(a, 3, 3) < 0)
+                        return 2;
+                r = ledger_iso_approve(ledger, id, now, err);
+        } else if (strcmp(verb, "reject") == 0) {
+                const char *reason = opt(a, "--reason");
+                if (args_done(a, 3, 3) < 0)
+                        return 2;
+                r = ledger_iso_reject(ledger, id, reason, now, err);
+        } else if (strcmp(verb, "mount") == 0 || strcmp(verb, "eject") == 0 || strcmp(verb, "delete") == 0) {
+                bool mount = strcmp(verb, "mount") == 0;
+                const char *account = opt(a, "--account");
+                const char *service = mount ? opt(a, "--service") : NULL;
+                if (args_done(a, 3, 3) < 0)
+                        return 2;
+                if (!account || (mount && !service))
+                        return usage("iso %s: --account (and to mount, --service) is required", verb);
+                if (mount)
+                        r = ledger_iso_mount(ledger, id, account, service, now, err);
+                else if (strcmp(verb, "eject") == 0)
+                        r = ledger_iso_eject(ledger, id, account, now, err);
+                else
+                        r = ledger_iso_delete(ledger, id, account, now, err);
+        } else {
+                return usage("unknown command `iso %s`", verb);
+        }
+        return r < 0 ? r : print(ok_object());
+}
+
 /* Runs the command in a->positional; returns 0, -errno (refused, err
  * set) or a usage exit code above 0. */
 static int run(struct ledger *ledger, struct args *a, int64_t now, struct error *err)
@@ -243,6 +311,10 @@ static int run(struct ledger *ledger, struct args *a, int64_t now, struct error 
                 r = ledger_node_list(ledger, &out, err);
                 return r < 0 ? r : print(out);
         }
+        if (strcmp(noun, "node") == 0 && strcmp(verb, "policy") == 0)
+                return node_policy(ledger, a, now, err);
+        if (strcmp(noun, "iso") == 0)
+                return run_iso(ledger, a, now, err);
         if (strcmp(noun, "node") == 0 && strcmp(verb, "commands") == 0) {
                 int64_t after;
                 if (opt_int(a, "--after", 0, &after) < 0 || args_done(a, 3, 3) < 0)
@@ -349,11 +421,15 @@ static const char help[] =
         "  node add ID --vcpus N --memory-mib N --disk-gib N [--pool CIDR,GATEWAY]… [--console-url URL]\n"
         "  node list\n"
         "  node commands ID [--after SEQ]\n"
+        "  node policy ID --grace SECONDS --retention SECONDS [--autonomous-removal] [--iso-quota-bytes N]\n"
         "  order ACCOUNT PLAN --hostname NAME [--template NAME] [--ssh-key LINE]… [--no-auto-renew]\n"
         "  service list [--account ID] [--all]     service show UUID     service renew UUID…\n"
         "  service change-plan UUID PLAN [--confirm-disk-shrink]     service promise UUID\n"
         "  service set-paid-until UUID --at SECONDS\n"
         "  service transfer UUID ACCOUNT     service auto-renew UUID on|off\n"
+        "  iso list [--account ID]     iso ticket ACCOUNT --node ID --max-bytes N\n"
+        "  iso approve ISO     iso reject ISO [--reason TEXT]\n"
+        "  iso mount ISO --account ID --service UUID     iso eject UUID --account ID     iso delete ISO --account ID\n"
         "  tick     key public\n"
         "  serve --listen ADDR:PORT --cert PEM --key PEM --api-token-file FILE [--tick-interval SECONDS]\n"
         "        [--now-file FILE]\n"

@@ -161,9 +161,44 @@ static const char migration_0002[] =
         ") WITHOUT ROWID;"
         "ALTER TABLE nodes ADD COLUMN inventory_at INTEGER;";
 
+static const char migration_0003[] =
+        /* The policy last sent to each node with set-policy (NULL: never):
+         * what the node applies to every lease, and the ISO quota each
+         * account has there (NULL: never sent, the node's own). */
+        "ALTER TABLE nodes ADD COLUMN policy_grace_seconds INTEGER;"
+        "ALTER TABLE nodes ADD COLUMN policy_retention_seconds INTEGER;"
+        "ALTER TABLE nodes ADD COLUMN policy_autonomous_removal INTEGER;"
+        "ALTER TABLE nodes ADD COLUMN policy_iso_quota_bytes INTEGER;"
+        "ALTER TABLE nodes ADD COLUMN policy_at INTEGER;"
+        /* Customer ISOs as the node's iso events report them
+         * (docs/iso.md): the node is the truth of their state. An id is
+         * random on its node (iso- + 20 hex digits); one reported by
+         * another node is not this one's. */
+        "CREATE TABLE isos ("
+        "  id TEXT PRIMARY KEY CHECK (length(id) BETWEEN 1 AND 64),"
+        "  node_id TEXT NOT NULL REFERENCES nodes (id),"
+        "  account_id TEXT NOT NULL,"
+        "  label TEXT NOT NULL DEFAULT '',"
+        "  size INTEGER,"
+        "  sha256 TEXT,"
+        "  state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'deleted')),"
+        "  uploaded_at INTEGER NOT NULL,"
+        "  updated_at INTEGER NOT NULL"
+        ");"
+        "CREATE INDEX isos_account ON isos (account_id, uploaded_at);"
+        /* What each service's CD drive holds (one drive, one ISO; an ISO
+         * may be in several drives). */
+        "CREATE TABLE iso_mounts ("
+        "  service_uuid TEXT PRIMARY KEY REFERENCES services (uuid),"
+        "  iso_id TEXT NOT NULL REFERENCES isos (id),"
+        "  at INTEGER NOT NULL"
+        ");"
+        "CREATE INDEX iso_mounts_iso ON iso_mounts (iso_id);";
+
 const struct migration ledger_migrations[] = {
         { 1, "accounts, credit log, plans, nodes, pools, services, addresses, command journal", migration_0001 },
         { 2, "node console URL, node-side service state, acks' results, events, sealed secrets, usage, inventory",
           migration_0002 },
+        { 3, "node policy, customer ISOs and what each service's CD drive holds", migration_0003 },
 };
 const size_t ledger_migrations_count = ARRAY_SIZE(ledger_migrations);

@@ -1,7 +1,8 @@
 /* What a provider's portal does beyond money (docs/ledger.md, "HTTP
  * API"): power and reinstall commands, the one-time root password, the
- * traffic a node reported, console tickets for a service's owner, and
- * the drift between a node's inventory and the ledger's records. */
+ * traffic a node reported, console and ISO upload tickets for a
+ * service's owner, and the drift between a node's inventory and the
+ * ledger's records. */
 #include "ledger_private.h"
 
 #include <errno.h>
@@ -14,7 +15,7 @@
 #include "common/ticket.h"
 #include "common/util.h"
 
-#define CONSOLE_TICKET_LIFETIME 60
+#define TICKET_LIFETIME 60 /* seconds: a ticket is for a click, not for keeping */
 
 int ledger_ticket_public_pem(struct ledger *ledger, char **ret_pem, struct error *err)
 {
@@ -163,12 +164,42 @@ static int node_console_url(struct ledger *ledger, const char *node, char *out, 
         return 0;
 }
 
+/* Signs t (its type's own fields set) for node, valid from now, into
+ * *ret: {"ticket", "expires_at", "url"}, the URL the node's console URL +
+ * path + the ticket (null when the node has none). */
+static int ticket_answer(struct ledger *ledger, struct ticket *t, const char *node, const char *path, int64_t now,
+                         struct json_object **ret, struct error *err)
+{
+        char text[EDGE_TICKET_MAX + 1], base[256], url[EDGE_TICKET_MAX + 300];
+        int r;
+
+        t->issued_at = now;
+        t->expires_at = now + TICKET_LIFETIME;
+        r = ticket_nonce_new(t, err);
+        if (r == 0)
+                r = ticket_sign(t, ledger->ticket_key, text, sizeof(text), err);
+        if (r == 0)
+                r = node_console_url(ledger, node, base, sizeof(base));
+        if (r < 0)
+                return error_set(err, -EIO, "ticket: cannot sign");
+        *ret = json_object_new_object();
+        json_object_object_add(*ret, "ticket", json_object_new_string(text));
+        json_object_object_add(*ret, "expires_at", json_object_new_int64(t->expires_at));
+        if (base[0]) {
+                snprintf(url, sizeof(url), "%s%s%s", base, path, text);
+                json_object_object_add(*ret, "url", json_object_new_string(url));
+        } else {
+                json_object_object_add(*ret, "url", NULL);
+        }
+        return 0;
+}
+
 int ledger_console_ticket(struct ledger *ledger, const char *uuid, const char *account, const char *kind,
                           int64_t now, struct json_object **ret, struct error *err)
 {
-        struct ticket t = { 0 };
+        struct ticket t = { .type = TICKET_CONSOLE };
         struct ledger_service s;
-        char text[EDGE_TICKET_MAX + 1], base[256], url[EDGE_TICKET_MAX + 300];
+        char path[32];
         int r;
 
         if (strcmp(kind, "vnc") != 0 && strcmp(kind, "serial") != 0)
@@ -181,27 +212,29 @@ int ledger_console_ticket(struct ledger *ledger, const char *uuid, const char *a
         memcpy(t.service, s.uuid, sizeof(t.service));
         str_copy(t.account, sizeof(t.account), s.account);
         t.kind = strcmp(kind, "vnc") == 0 ? CONSOLE_VNC : CONSOLE_SERIAL;
-        t.issued_at = now;
-        t.expires_at = now + CONSOLE_TICKET_LIFETIME;
-        r = ticket_nonce_new(&t, err);
-        if (r == 0)
-                r = ticket_sign(&t, ledger->ticket_key, text, sizeof(text), err);
-        if (r == 0)
-                r = node_console_url(ledger, s.node, base, sizeof(base));
+        snprintf(path, sizeof(path), "/%s.html#ticket=", kind);
+        r = ticket_answer(ledger, &t, s.node, path, now, ret, err);
         if (r < 0)
-                return error_set(err, -EIO, "console ticket: cannot sign");
-        *ret = json_object_new_object();
+                return r;
         json_object_object_add(*ret, "service", json_object_new_string(s.uuid));
         json_object_object_add(*ret, "kind", json_object_new_string(kind));
-        json_object_object_add(*ret, "ticket", json_object_new_string(text));
-        json_object_object_add(*ret, "expires_at", json_object_new_int64(t.expires_at));
-        if (base[0]) {
-                snprintf(url, sizeof(url), "%s/%s.html#ticket=%s", base, kind, text);
-                json_object_object_add(*ret, "url", json_object_new_string(url));
-        } else {
-                json_object_object_add(*ret, "url", NULL);
-        }
         return 0;
+}
+
+int ledger_iso_upload_ticket(struct ledger *ledger, const char *account, const char *node, int64_t max_bytes,
+                             int64_t now, struct json_object **ret, struct error *err)
+{
+        struct ticket t = { .type = TICKET_ISO_UPLOAD, .max_bytes = (uint64_t)max_bytes };
+
+        if (max_bytes < 1 || max_bytes > LEDGER_ISO_UPLOAD_MAX)
+                return error_set(err, -EINVAL, "max_bytes: 1 to %lld", (long long)LEDGER_ISO_UPLOAD_MAX);
+        /* Only for an account the node serves now; one answer whatever the
+         * reason (no such account or node, no active service there). */
+        if (!ledger_account_on_node(ledger, account, node, true) ||
+            str_copy(t.account, sizeof(t.account), account) < 0)
+                return error_set(err, -EACCES, LEDGER_ISO_UPLOAD_REFUSED);
+        /* docs/iso.md: PUT /iso/upload?ticket=T on the node's edge. */
+        return ticket_answer(ledger, &t, node, "/iso/upload?ticket=", now, ret, err);
 }
 
 static void add_drift(struct json_object *list, const char *service, const char *issue, struct json_object *ledger_side,

@@ -72,6 +72,17 @@ int ledger_service_json(struct ledger *ledger, const char *uuid, struct json_obj
 
 /* Rows of a query as JSON objects keyed by column name. */
 int ledger_rows_json(struct ledger *ledger, sqlite3_stmt *stmt, struct json_object **ret, struct error *err);
+/* In each row, column (text SQLite's JSON functions made) as the JSON it
+ * holds. */
+void ledger_rows_parse_column(struct json_object *rows, const char *column);
+
+/* Whether account has a service on node (only an active one when
+ * active_only). */
+bool ledger_account_on_node(struct ledger *ledger, const char *account, const char *node, bool active_only);
+/* An iso event from node (ledger_iso.c): the ISO's record as the node
+ * reports it. Another node's ISO, an account without a service on the
+ * node, or a service not on it: nothing is recorded. */
+int ledger_iso_event(struct ledger *ledger, const char *node, const struct sync_msg *e, struct error *err);
 
 int ledger_plan_load(struct ledger *ledger, const char *name, struct ledger_plan *ret, struct error *err);
 

@@ -542,3 +542,199 @@ def test_token_file_must_be_private(tmp_path):
                         "--key", str(s.key), "--api-token-file", str(s.token)], capture_output=True, text=True,
                        timeout=30)
     assert p.returncode == 1 and "0600" in p.stderr
+
+
+# ------------------------------------------------------------- node policy
+
+
+def last_command(server, node="n1"):
+    c = server.ok("GET", f"nodes/{node}/commands")[-1]
+    return json.loads(c["body"])
+
+
+def test_node_policy_queued_kept_and_shown(server):
+    assert server.ok("GET", "nodes")[0]["policy"] is None
+    peer = server.peer()
+    peer.handshake()
+    server.ok("POST", "nodes/n1/policy", {"grace_seconds": 3600, "retention_seconds": 3 * DAY,
+                                          "autonomous_removal": True, "iso_quota_bytes": 8 << 20})
+    (cmd,) = peer.commands(1)
+    assert {k: cmd[k] for k in ("kind", "grace_seconds", "retention_seconds", "autonomous_removal",
+                                "iso_quota_bytes")} == {"kind": "set-policy", "grace_seconds": 3600,
+                                                        "retention_seconds": 3 * DAY, "autonomous_removal": True,
+                                                        "iso_quota_bytes": 8 << 20}
+    assert server.ok("GET", "nodes")[0]["policy"] == {"grace_seconds": 3600, "retention_seconds": 3 * DAY,
+                                                      "autonomous_removal": True, "iso_quota_bytes": 8 << 20,
+                                                      "at": T0}
+    # Without a quota: the node keeps its own, and so does the ledger's record.
+    server.ok("POST", "nodes/n1/policy", {"grace_seconds": 0, "retention_seconds": 60, "autonomous_removal": False})
+    (cmd,) = peer.commands(1)
+    assert cmd["kind"] == "set-policy" and "iso_quota_bytes" not in cmd and cmd["retention_seconds"] == 60
+    policy = server.ok("GET", "nodes")[0]["policy"]
+    assert (policy["retention_seconds"], policy["autonomous_removal"], policy["iso_quota_bytes"]) == (60, False, 8 << 20)
+    peer.close()
+
+    commands = server.rows("SELECT count(*) FROM commands")
+    for body, want in (({"grace_seconds": 90 * DAY + 1, "retention_seconds": 0, "autonomous_removal": False}, 400),
+                       ({"grace_seconds": -1, "retention_seconds": 0, "autonomous_removal": False}, 400),
+                       ({"grace_seconds": 0, "retention_seconds": 0}, 400),
+                       ({"grace_seconds": 0, "retention_seconds": 0, "autonomous_removal": False,
+                         "iso_quota_bytes": 0}, 400),
+                       ({"grace_seconds": 0, "retention_seconds": 0, "autonomous_removal": False, "x": 1}, 400)):
+        status, out = server.api("POST", "nodes/n1/policy", body)
+        assert status == want and set(out) == {"error"}, (body, status, out)
+    status, out = server.api("POST", "nodes/nosuch/policy",
+                             {"grace_seconds": 0, "retention_seconds": 0, "autonomous_removal": False})
+    assert status == 404
+    assert server.rows("SELECT count(*) FROM commands") == commands
+    # The command line does the same.
+    server.cli("node", "policy", "n1", "--grace", "10", "--retention", "20", "--autonomous-removal")
+    assert last_command(server)["kind"] == "set-policy" and last_command(server)["autonomous_removal"] is True
+    assert server.cli("node", "policy", "n1", "--grace", "10", ok=False).returncode == 2
+
+
+# ------------------------------------------------------------- ISOs
+
+ISO_A = "iso-" + "a" * 20
+ISO_B = "iso-" + "b" * 20
+SHA = "0123456789abcdef" * 4
+
+
+def iso_event(peer, **fields):
+    peer.event("iso", **fields)
+    return peer.recv_kind("event-ack")[0]
+
+
+def test_iso_records_from_events_and_owner_actions(server):
+    mine = order(server)                      # alice, on n1
+    server.ok("POST", "accounts/bob/top-up", {"amount": 5000})
+    bob = order(server, account="bob")
+    peer = server.peer()
+    peer.handshake(last_command_seq=2)
+    iso_event(peer, iso=ISO_A, account_id="alice", state="uploaded", size=4096, sha256=SHA, label="Debian 12")
+    # An account the node does not serve: not recorded.
+    iso_event(peer, iso=ISO_B, account_id="mallory", state="uploaded", size=1, sha256=SHA, label="x")
+    listed = server.ok("GET", "accounts/alice/isos")
+    assert listed == [{"id": ISO_A, "label": "Debian 12", "size": 4096, "sha256": SHA, "state": "pending",
+                       "mounted_in": []}]
+    assert "n1" not in json.dumps(listed)
+    assert server.ok("GET", "accounts/bob/isos") == []
+    assert server.api("GET", "accounts/nobody/isos")[0] == 404
+    assert [i["id"] for i in server.ok("GET", "isos")] == [ISO_A]
+
+    # Not approved yet: alice cannot mount it (her own ISO: told why).
+    status, out = server.api("POST", f"isos/{ISO_A}/mount", {"account": "alice", "service": mine})
+    assert (status, out) == (409, {"error": "the ISO is not approved yet"})
+    server.ok("POST", f"isos/{ISO_A}/approve")
+    cmd = last_command(server)
+    assert (cmd["kind"], cmd["iso"], cmd["account_id"]) == ("iso-approve", ISO_A, "alice")
+    iso_event(peer, iso=ISO_A, account_id="alice", state="approved")
+    assert server.ok("GET", "accounts/alice/isos")[0]["state"] == "approved"
+    assert server.api("POST", f"isos/{ISO_A}/approve")[0] == 409
+
+    # Every refusal that could tell others' ISOs and services apart reads the same.
+    before = server.rows("SELECT count(*) FROM commands")
+    refusals = [
+        (f"isos/{ISO_A}/mount", {"account": "bob", "service": bob}),           # another's ISO
+        (f"isos/{ISO_A}/mount", {"account": "alice", "service": bob}),         # another's service
+        (f"isos/{ISO_B}/mount", {"account": "alice", "service": mine}),        # no such ISO
+        (f"isos/{ISO_A}/mount", {"account": "alice", "service": "not-a-uuid"}),
+        (f"isos/{ISO_A}/delete", {"account": "bob"}),
+        (f"isos/{ISO_B}/delete", {"account": "bob"}),
+        (f"services/{mine}/iso-eject", {"account": "bob"}),
+        ("services/00000000-0000-4000-8000-000000000000/iso-eject", {"account": "alice"}),
+    ]
+    for path, body in refusals:
+        assert server.api("POST", path, body) == (403, {"error": "iso refused"}), (path, body)
+    assert server.rows("SELECT count(*) FROM commands") == before
+
+    server.ok("POST", f"isos/{ISO_A}/mount", {"account": "alice", "service": mine})
+    cmd = last_command(server)
+    assert (cmd["kind"], cmd["service"], cmd["iso"]) == ("iso-mount", mine, ISO_A)
+    iso_event(peer, iso=ISO_A, account_id="alice", state="mounted", service=mine)
+    assert server.ok("GET", "accounts/alice/isos")[0]["mounted_in"] == [mine]
+    status, out = server.api("POST", f"isos/{ISO_A}/delete", {"account": "alice"})
+    assert (status, out) == (409, {"error": "the ISO is mounted: eject it first"})
+    assert server.api("POST", f"isos/{ISO_A}/reject", {"reason": "x"})[0] == 409
+    server.ok("POST", f"services/{mine}/iso-eject", {"account": "alice"})
+    assert (last_command(server)["kind"], last_command(server)["service"]) == ("iso-eject", mine)
+    iso_event(peer, iso=ISO_A, account_id="alice", state="ejected", service=mine)
+    assert server.ok("GET", "accounts/alice/isos")[0]["mounted_in"] == []
+    server.ok("POST", f"isos/{ISO_A}/delete", {"account": "alice"})
+    assert last_command(server) | {"seq": 0} == {"v": 1, "kind": "iso-delete", "iso": ISO_A, "seq": 0}
+    iso_event(peer, iso=ISO_A, account_id="alice", state="deleted")
+    assert server.ok("GET", "accounts/alice/isos") == []
+    assert server.ok("GET", "isos?account=alice")[0]["state"] == "deleted"
+    # Gone: refused like any ISO not one's own.
+    assert server.api("POST", f"isos/{ISO_A}/delete", {"account": "alice"}) == (403, {"error": "iso refused"})
+
+    # The provider rejects another upload, with a reason.
+    iso_event(peer, iso=ISO_B, account_id="bob", state="uploaded", size=2048, sha256=SHA, label="win")
+    server.ok("POST", f"isos/{ISO_B}/reject", {"reason": "licence"})
+    assert last_command(server) | {"seq": 0} == {"v": 1, "kind": "iso-reject", "iso": ISO_B, "reason": "licence",
+                                                 "seq": 0}
+    iso_event(peer, iso=ISO_B, account_id="bob", state="rejected")
+    assert server.ok("GET", "accounts/bob/isos")[0]["state"] == "rejected"
+    assert server.api("POST", "isos/iso-nosuch/approve")[0] == 404
+    peer.close()
+
+
+def test_iso_mount_needs_the_isos_node_and_a_node_speaks_for_its_own(server):
+    mine = order(server)                                   # n1
+    n2 = server.ok("POST", "nodes", {"id": "n2", "vcpus": 8, "memory_mib": 65536, "disk_gib": 200,
+                                     "pools": ["198.51.100.0/28,198.51.100.1"]})
+    server.keys["n2"] = unb64(n2["sync_key"])
+    other = order(server)                                  # n2: the most free memory
+    assert server.ok("GET", f"services/{other}")["node"] == "n2"
+    p1 = server.peer()
+    p1.handshake(last_command_seq=1)
+    iso_event(p1, iso=ISO_A, account_id="alice", state="uploaded", size=4096, sha256=SHA, label="a")
+    iso_event(p1, iso=ISO_A, account_id="alice", state="approved")
+    p1.close()
+    # n2 cannot speak for n1's ISO.
+    p2 = server.peer("n2")
+    p2.handshake(last_command_seq=1)
+    iso_event(p2, iso=ISO_A, account_id="alice", state="deleted")
+    iso_event(p2, iso=ISO_A, account_id="alice", state="mounted", service=other)
+    p2.close()
+    assert server.ok("GET", "accounts/alice/isos")[0] | {"mounted_in": None} == {
+        "id": ISO_A, "label": "a", "size": 4096, "sha256": SHA, "state": "approved", "mounted_in": None}
+    assert server.ok("GET", "accounts/alice/isos")[0]["mounted_in"] == []
+    # The ISO lives on n1: a service of n2 cannot have it.
+    assert server.api("POST", f"isos/{ISO_A}/mount", {"account": "alice", "service": other}) == (
+        403, {"error": "iso refused"})
+    server.ok("POST", f"isos/{ISO_A}/mount", {"account": "alice", "service": mine})
+    assert last_command(server, "n1")["kind"] == "iso-mount"
+    assert last_command(server, "n2")["kind"] == "provision"
+
+
+def test_iso_upload_ticket_only_for_the_owner(server):
+    uuid = order(server)
+    public = load_pem_public_key(server.cli("key", "public").encode())
+    status, t = server.api("POST", "accounts/alice/iso-upload-ticket", {"node": "n1", "max_bytes": 1 << 30})
+    assert status == 200, t
+    payload_b64, sig_b64 = t["ticket"].split(".")
+    payload = unb64(payload_b64)
+    public.verify(unb64(sig_b64), payload)
+    lines = payload.decode().splitlines()
+    assert lines[0] == "vpsd-iso-upload-ticket-1"
+    fields = dict(line.split("=", 1) for line in lines[1:])
+    assert (fields["account"], fields["max_bytes"], int(fields["iat"]), int(fields["exp"])) == (
+        "alice", str(1 << 30), T0, T0 + 60)
+    assert t["expires_at"] == T0 + 60
+    assert t["url"] == f"https://n1.example:8443/iso/upload?ticket={t['ticket']}"
+    assert server.cli("iso", "ticket", "alice", "--node", "n1", "--max-bytes", "10")["ticket"]
+
+    for body in ({"node": "n1", "max_bytes": (64 << 30) + 1}, {"node": "n1", "max_bytes": 0},
+                 {"node": "n1"}, {"node": "n1", "max_bytes": 1, "account": "alice"}):
+        status, out = server.api("POST", "accounts/alice/iso-upload-ticket", body)
+        assert status == 400 and set(out) == {"error"}, (body, status, out)
+    refused = [server.api("POST", f"accounts/{account}/iso-upload-ticket", {"node": node, "max_bytes": 10})
+               for account, node in (("bob", "n1"), ("nobody", "n1"), ("alice", "nosuch"))]
+    # Terminated: no more tickets.
+    server.ok("POST", f"services/{uuid}/auto-renew", {"auto_renew": False})
+    server.set_now(FEB1 + 4 * DAY)
+    server.ok("POST", "tick")
+    wait_until("terminated", lambda: server.ok("GET", f"services/{uuid}")["state"] == "terminated")
+    refused.append(server.api("POST", "accounts/alice/iso-upload-ticket", {"node": "n1", "max_bytes": 10}))
+    assert all(r == (403, {"error": "iso upload refused"}) for r in refused), refused

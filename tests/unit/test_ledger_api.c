@@ -153,12 +153,139 @@ static void test_routes(void **state)
                          404);
 }
 
+/* A node n1 with one active service of account a: its UUID into uuid. */
+static void node_with_service(struct fixture *f, char uuid[37])
+{
+        char out[4096];
+        const char *p;
+
+        assert_int_equal(call(f, "POST", "/api/v1/plans",
+                              "{\"name\":\"s\",\"price\":100,\"vcpus\":1,\"memory_mib\":512,\"disk_gib\":5}", NULL, 0),
+                         200);
+        assert_int_equal(call(f, "POST", "/api/v1/nodes",
+                              "{\"id\":\"n1\",\"vcpus\":4,\"memory_mib\":4096,\"disk_gib\":50,"
+                              "\"pools\":[\"192.0.2.0/28,192.0.2.1\"]}",
+                              NULL, 0),
+                         200);
+        for (const char *const *id = (const char *const[]){ "a", "b", NULL }; *id; id++) {
+                char body[64];
+
+                snprintf(body, sizeof(body), "{\"id\":\"%s\"}", *id);
+                assert_int_equal(call(f, "POST", "/api/v1/accounts", body, NULL, 0), 200);
+        }
+        assert_int_equal(call(f, "POST", "/api/v1/accounts/a/top-up", "{\"amount\":1000}", NULL, 0), 200);
+        assert_int_equal(call(f, "POST", "/api/v1/orders", "{\"account\":\"a\",\"plan\":\"s\",\"hostname\":\"h\"}",
+                              out, sizeof(out)),
+                         200);
+        p = strstr(out, "\"uuid\":\"");
+        assert_non_null(p);
+        memcpy(uuid, p + 8, 36);
+        uuid[36] = '\0';
+}
+
+static void test_node_policy(void **state)
+{
+        struct fixture *f = *state;
+        char uuid[37], out[4096];
+
+        node_with_service(f, uuid);
+        /* A field missing is a bad request, not a missing node. */
+        assert_int_equal(call(f, "POST", "/api/v1/nodes/n1/policy", "{\"grace_seconds\":1,\"retention_seconds\":2}",
+                              out, sizeof(out)),
+                         400);
+        assert_string_equal(out, "{\"error\":\"field `autonomous_removal` is missing\"}");
+        assert_int_equal(call(f, "POST", "/api/v1/nodes/n1/policy",
+                              "{\"grace_seconds\":7776001,\"retention_seconds\":2,\"autonomous_removal\":true}", NULL,
+                              0),
+                         400);
+        assert_int_equal(call(f, "POST", "/api/v1/nodes/n1/policy",
+                              "{\"grace_seconds\":1,\"retention_seconds\":2,\"autonomous_removal\":true,"
+                              "\"iso_quota_bytes\":0}",
+                              NULL, 0),
+                         400);
+        assert_int_equal(call(f, "POST", "/api/v1/nodes/n1/policy",
+                              "{\"grace_seconds\":1,\"retention_seconds\":2,\"autonomous_removal\":true,"
+                              "\"iso_quota_bytes\":1048576}",
+                              NULL, 0),
+                         200);
+        /* Without a quota the one kept stays (the node keeps its own too). */
+        assert_int_equal(call(f, "POST", "/api/v1/nodes/n1/policy",
+                              "{\"grace_seconds\":3,\"retention_seconds\":4,\"autonomous_removal\":false}", NULL, 0),
+                         200);
+        assert_int_equal(call(f, "GET", "/api/v1/nodes", NULL, out, sizeof(out)), 200);
+        assert_non_null(strstr(out, "\"policy\":{\"grace_seconds\":3,\"retention_seconds\":4,\"autonomous_removal\":false,"
+                                    "\"iso_quota_bytes\":1048576,\"at\":1735732800}"));
+        assert_int_equal(call(f, "GET", "/api/v1/nodes/n1/commands", NULL, out, sizeof(out)), 200);
+        assert_non_null(strstr(out, "\"seq\":3,\"kind\":\"set-policy\""));
+        assert_null(strstr(strstr(out, "\"seq\":3,"), "iso_quota_bytes"));
+}
+
+static int iso_event(struct fixture *f, const char *node, int64_t seq, const char *account, const char *state,
+                     const char *service)
+{
+        struct sync_msg e = { .kind = SYNC_ISO, .seq = seq, .at = 1735732800 + seq, .size = 4096 };
+        struct error err = { 0 };
+
+        str_copy(e.iso, sizeof(e.iso), "iso-0123456789abcdef0123");
+        str_copy(e.account_id, sizeof(e.account_id), account);
+        str_copy(e.state, sizeof(e.state), state);
+        str_copy(e.label, sizeof(e.label), "CD");
+        str_copy(e.service, sizeof(e.service), service ? service : "");
+        return ledger_event_receive(f->ledger, node, &e, 1735732800, &err);
+}
+
+static void test_iso_records_and_refusals(void **state)
+{
+        struct fixture *f = *state;
+        char uuid[37], out[4096], body[256], want[256];
+
+        node_with_service(f, uuid);
+        /* b has no service on n1: the node does not speak for it. */
+        assert_int_equal(iso_event(f, "n1", 1, "b", "uploaded", NULL), 0);
+        assert_int_equal(call(f, "GET", "/api/v1/isos", NULL, out, sizeof(out)), 200);
+        assert_string_equal(out, "[]");
+        assert_int_equal(iso_event(f, "n1", 2, "a", "uploaded", NULL), 0);
+        assert_int_equal(iso_event(f, "n1", 3, "a", "approved", NULL), 0);
+        assert_int_equal(iso_event(f, "n1", 4, "a", "mounted", uuid), 0);
+        assert_int_equal(call(f, "GET", "/api/v1/accounts/a/isos", NULL, out, sizeof(out)), 200);
+        snprintf(want, sizeof(want),
+                 "[{\"id\":\"iso-0123456789abcdef0123\",\"label\":\"CD\",\"size\":4096,\"sha256\":null,"
+                 "\"state\":\"approved\",\"mounted_in\":[\"%s\"]}]",
+                 uuid);
+        assert_string_equal(out, want);
+        /* The owner's refusals read the same whatever the reason. */
+        snprintf(body, sizeof(body), "{\"account\":\"b\",\"service\":\"%s\"}", uuid);
+        assert_int_equal(call(f, "POST", "/api/v1/isos/iso-0123456789abcdef0123/mount", body, out, sizeof(out)), 403);
+        assert_string_equal(out, "{\"error\":\"iso refused\"}");
+        snprintf(body, sizeof(body), "{\"account\":\"a\",\"service\":\"%s\"}", uuid);
+        assert_int_equal(call(f, "POST", "/api/v1/isos/iso-nosuch/mount", body, out, sizeof(out)), 403);
+        assert_string_equal(out, "{\"error\":\"iso refused\"}");
+        assert_int_equal(call(f, "POST", "/api/v1/isos/iso-0123456789abcdef0123/delete", "{\"account\":\"a\"}", out,
+                              sizeof(out)),
+                         409);
+        assert_int_equal(call(f, "POST", "/api/v1/accounts/b/iso-upload-ticket",
+                              "{\"node\":\"n1\",\"max_bytes\":1}", out, sizeof(out)),
+                         403);
+        assert_string_equal(out, "{\"error\":\"iso upload refused\"}");
+        assert_int_equal(call(f, "POST", "/api/v1/accounts/a/iso-upload-ticket",
+                              "{\"node\":\"n1\",\"max_bytes\":68719476737}", NULL, 0),
+                         400);
+        /* Deleted: out of the customer's list, and its drive freed. */
+        assert_int_equal(iso_event(f, "n1", 5, "a", "deleted", NULL), 0);
+        assert_int_equal(call(f, "GET", "/api/v1/accounts/a/isos", NULL, out, sizeof(out)), 200);
+        assert_string_equal(out, "[]");
+        assert_int_equal(call(f, "GET", "/api/v1/isos", NULL, out, sizeof(out)), 200);
+        assert_non_null(strstr(out, "\"state\":\"deleted\",\"mounted_in\":[]"));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_keys_made_once_and_private, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_seal, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_routes, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_node_policy, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_iso_records_and_refusals, setup, teardown),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
