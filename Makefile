@@ -215,6 +215,7 @@ bench: all $(BENCH_BIN)
 	$(PYTHON) tests/bench/bench_lifecycle.py
 	$(PYTHON) tests/bench/bench_netfilter.py
 	$(PYTHON) tests/bench/bench_console.py
+	$(PYTHON) tests/bench/bench_sync.py
 	$(PYTHON) tests/bench/bench_iso.py
 
 check: deps

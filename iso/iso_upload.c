@@ -284,7 +284,7 @@ static void upload_commit(struct iso_upload *u)
                 upload_refuse(u, 400, "the upload ended before all its bytes arrived", "short");
                 return;
         }
-        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+        if (sqlite3_exec(db, STORE_TX_BEGIN, NULL, NULL, NULL) != SQLITE_OK) {
                 upload_refuse(u, 503, "the node is busy; try again later", sqlite3_errmsg(db));
                 return;
         }
@@ -301,10 +301,10 @@ static void upload_commit(struct iso_upload *u)
         }
         if (r == 0)
                 r = record_insert(u, &err);
-        if (r == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        if (r == 0 && sqlite3_exec(db, STORE_TX_COMMIT, NULL, NULL, NULL) != SQLITE_OK)
                 r = error_set(&err, -EIO, "commit: %s", sqlite3_errmsg(db));
         if (r < 0) {
-                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+                sqlite3_exec(db, STORE_TX_ROLLBACK, NULL, NULL, NULL);
                 if (linked)
                         unlink(path);
                 if (r == -EDQUOT)

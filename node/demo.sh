@@ -214,8 +214,9 @@ Stop it with: make demo-stop
 EOT
 }
 
-# An example ISO (xorriso), uploaded through the edge with a ticket as a
-# customer would, approved as the operator, and mounted into the guest.
+# An example ISO (xorriso): a ticket the ledger mints for the owner, the
+# upload through the node's edge as a customer's browser would make it,
+# approval by the provider and the mount, both through the ledger.
 demo_iso() {
         local uuid=$1 ticket answer id
         command -v xorriso >/dev/null || { echo "(no xorriso: the ISO example is skipped)"; return 0; }
@@ -223,17 +224,29 @@ demo_iso() {
         echo "hello from a customer ISO" > "$var/demo-iso.d/README.txt"
         xorriso -as mkisofs -quiet -V DEMOISO -o "$var/demo.iso" "$var/demo-iso.d"
         echo
-        echo "Customer ISO: upload through the edge with a ticket, approve, mount:"
-        ticket=$("${vpsctl[@]}" --json iso ticket demo-customer --max-bytes 100000000 |
-                 sed -n 's/.*"ticket": *"\([^"]*\)".*/\1/p')
+        echo "Customer ISO: a ticket from the ledger, the upload through the edge, approval and mount:"
+        echo "\$ var/ledger-api POST accounts/demo-customer/iso-upload-ticket '{\"node\":\"demo-node\",\"max_bytes\":100000000}'"
+        ticket=$("$api" POST accounts/demo-customer/iso-upload-ticket '{"node":"demo-node","max_bytes":100000000}' |
+                 api_field ticket)
         echo "\$ curl -k -T var/demo.iso -H 'Expect:' -H 'X-Label: demo installer' https://127.0.0.1:8443/iso/upload?ticket=…"
         answer=$(curl -sk -T "$var/demo.iso" -H 'Expect:' -H 'X-Label: demo installer' \
                  "https://127.0.0.1:8443/iso/upload?ticket=$ticket" || true)
         echo "$answer"
-        id=$(echo "$answer" | sed -n 's/.*"id":"\([a-z0-9-]*\)".*/\1/p')
+        id=$(echo "$answer" | api_field id)
         [ -n "$id" ] || return 0
-        show iso approve "$id" || true
-        show iso mount "$uuid" "$id" || true
+        for _ in $(seq 1 100); do "$api" GET accounts/demo-customer/isos | grep -q "\"$id\"" && break; sleep 0.1; done
+        echo "\$ var/ledger-api POST isos/$id/approve"
+        "$api" POST "isos/$id/approve"
+        for _ in $(seq 1 100); do
+                "$api" GET accounts/demo-customer/isos | grep -q '"state": *"approved"' && break
+                sleep 0.1
+        done
+        echo "\$ var/ledger-api POST isos/$id/mount '{\"account\":\"demo-customer\",\"service\":\"$uuid\"}'"
+        "$api" POST "isos/$id/mount" "{\"account\":\"demo-customer\",\"service\":\"$uuid\"}"
+        for _ in $(seq 1 100); do
+                "${vpsctl[@]}" --json iso list 2>/dev/null | grep -q "$uuid" && break
+                sleep 0.1
+        done
         show iso list || true
 }
 

@@ -707,7 +707,7 @@ static void step_release(struct op *op)
 
         network_remove(op->g, op->service_id, op->uuid);
         /* The addresses go back to the node's pool; the record stays. */
-        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+        if (sqlite3_exec(db, STORE_TX_BEGIN, NULL, NULL, NULL) != SQLITE_OK ||
             store_prepare(op->g->store,
                           "DELETE FROM addresses WHERE service_id = ?1", &stmt, NULL) < 0) {
                 guest_op_fail(op, -EIO, sqlite3_errmsg(db));
@@ -715,8 +715,8 @@ static void step_release(struct op *op)
         }
         sqlite3_bind_int64(stmt, 1, op->service_id);
         if (sqlite3_step(stmt) != SQLITE_DONE || lock_release(op, "terminated") < 0 ||
-            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            sqlite3_exec(db, STORE_TX_COMMIT, NULL, NULL, NULL) != SQLITE_OK) {
+                sqlite3_exec(db, STORE_TX_ROLLBACK, NULL, NULL, NULL);
                 guest_op_fail(op, -EIO, sqlite3_errmsg(db));
                 return;
         }

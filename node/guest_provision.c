@@ -87,7 +87,7 @@ static int insert_rows(struct guests *g, const struct service_spec *spec, const 
         sqlite3_bind_text(svc, 13, instance_id, -1, SQLITE_STATIC);
         sqlite3_bind_int64(svc, 14, now);
 
-        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        if (sqlite3_exec(db, STORE_TX_BEGIN, NULL, NULL, NULL) != SQLITE_OK)
                 return error_set(err, -EIO, "record service: %s", sqlite3_errmsg(db));
         if (sqlite3_step(svc) != SQLITE_DONE)
                 goto fail;
@@ -124,13 +124,13 @@ static int insert_rows(struct guests *g, const struct service_spec *spec, const 
                 if (sqlite3_step(key) != SQLITE_DONE)
                         goto fail;
         }
-        if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        if (sqlite3_exec(db, STORE_TX_COMMIT, NULL, NULL, NULL) != SQLITE_OK)
                 goto fail;
         *ret_id = id;
         return 0;
 fail:
         error_set(err, -EIO, "record service %s: %s", spec->uuid, sqlite3_errmsg(db));
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_exec(db, STORE_TX_ROLLBACK, NULL, NULL, NULL);
         return err ? err->code : -EIO;
 }
 

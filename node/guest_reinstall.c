@@ -109,7 +109,7 @@ static int record(struct guests *g, struct op *op, bool keys_changed, const char
         cleanup_stmt sqlite3_stmt *upd = NULL, *del = NULL, *ins = NULL;
         int r;
 
-        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        if (sqlite3_exec(db, STORE_TX_BEGIN, NULL, NULL, NULL) != SQLITE_OK)
                 return error_set(err, -EIO, "record reinstall: %s", sqlite3_errmsg(db));
         r = guest_lock_take(g, op->service_id, op->uuid, "reinstall", "force-off", err);
         if (r < 0)
@@ -147,12 +147,12 @@ static int record(struct guests *g, struct op *op, bool keys_changed, const char
                                 goto sql_fail;
                 }
         }
-        if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+        if (sqlite3_exec(db, STORE_TX_COMMIT, NULL, NULL, NULL) == SQLITE_OK)
                 return 0;
 sql_fail:
         r = error_set(err, -EIO, "record reinstall: %s", sqlite3_errmsg(db));
 fail:
-        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_exec(db, STORE_TX_ROLLBACK, NULL, NULL, NULL);
         return r;
 }
 

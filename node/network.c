@@ -287,7 +287,7 @@ int network_sample(struct network *n, struct error *err)
                 return r;
         }
         /* One transaction for every port: one write to disk a sample. */
-        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        if (sqlite3_exec(db, STORE_TX_BEGIN, NULL, NULL, NULL) != SQLITE_OK)
                 r = error_set(err, -EIO, "traffic: begin: %s", sqlite3_errmsg(db));
         for (size_t i = 0; r == 0 && i < n_counters; i++) {
                 struct port_id key = { 0 }, *found;
@@ -296,10 +296,10 @@ int network_sample(struct network *n, struct error *err)
                 if (found)
                         r = record(n, found->id, &counters[i].counters, err);
         }
-        if (r == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        if (r == 0 && sqlite3_exec(db, STORE_TX_COMMIT, NULL, NULL, NULL) != SQLITE_OK)
                 r = error_set(err, -EIO, "traffic: commit: %s", sqlite3_errmsg(db));
         if (r < 0 && !sqlite3_get_autocommit(db))
-                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+                sqlite3_exec(db, STORE_TX_ROLLBACK, NULL, NULL, NULL);
         free(counters);
         free(ids);
         return r;

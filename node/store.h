@@ -34,6 +34,14 @@ struct store *store_close(struct store *store);
 sqlite3 *store_db(struct store *store);
 unsigned store_schema_version(struct store *store);
 
+/* A transaction that nests: a savepoint, which is the transaction itself
+ * when none is open, and a part of the caller's when one is (the sync
+ * client applies a batch of ledger commands in one). vpsd is the database's
+ * only writer, so a deferred start never waits for a lock. */
+#define STORE_TX_BEGIN "SAVEPOINT tx"
+#define STORE_TX_COMMIT "RELEASE tx"
+#define STORE_TX_ROLLBACK "ROLLBACK TO tx; RELEASE tx"
+
 /* A statement for the store's database, finalized by cleanup_stmt. */
 int store_prepare(struct store *store, const char *sql, sqlite3_stmt **ret_stmt, struct error *err);
 

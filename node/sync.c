@@ -34,6 +34,7 @@
 #define COMMANDS_RUNNING_MAX 64 /* commands being applied at once */
 #define BUSY_RETRY_MS 1000      /* a service busy with another operation is tried again */
 #define USAGE_BUCKET 300
+#define ACK_WINDOW_MS 3         /* acks wait this long to share one fsync (group commit) */
 
 struct out {
         struct out *next;
@@ -71,11 +72,16 @@ struct sync_client {
         struct out *out_head, *out_tail;
         size_t out_count;
 
+        /* Commands received and checked, journaled at the next kick with
+         * everything else of that turn in one transaction. */
+        struct sync_msg **pending;
+        size_t n_pending, pending_cap;
+        int64_t received_upto;    /* the last command seq journaled or pending */
         int64_t acked_upto;       /* command seq acked in this session */
         int64_t events_sent_upto; /* event seq sent in this session */
         int64_t events_acked_upto;
         unsigned backoff_ms;
-        uv_timer_t reconnect_timer, kick_timer, usage_timer;
+        uv_timer_t reconnect_timer, kick_timer, usage_timer, ack_timer;
         unsigned timers_open;
         int64_t running_seqs[COMMANDS_RUNNING_MAX];
         size_t n_running;
@@ -188,23 +194,45 @@ static void send_error(struct sync_client *c, int r, const char *reason)
 
 /* Acks every command finished since the last ack (acks are cumulative:
  * one per seq, in order, each telling its own result). */
-static void send_acks(struct sync_client *c)
+static void flush_acks(struct sync_client *c)
 {
         struct error err = { 0 };
         int64_t upto;
 
-        if (!c->established || journal_finished_upto(c->store, &upto, &err) < 0)
+        if (!c->established || journal_finished_upto(c->store, &upto, &err) < 0 || upto <= c->acked_upto)
                 return;
+        /* An ack promises the result survives anything, power loss too. */
+        if (journal_make_durable(c->store, &err) < 0) {
+                log_error("sync: cannot make results durable; acks wait", "error=\"%s\"", err.msg);
+                return;
+        }
+        /* Acks are cumulative: a run of applied commands needs only its
+         * last; a failed one is acked on its own, with why. */
         for (int64_t seq = c->acked_upto + 1; seq <= upto; seq++) {
                 struct sync_msg ack = { .kind = SYNC_COMMAND_ACK, .seq = seq };
                 bool finished;
 
                 if (journal_outcome(c->store, seq, &finished, ack.result, ack.error, &err) < 0 || !finished)
                         break;
+                if (seq < upto && strcmp(ack.result, "applied") == 0)
+                        continue;
                 if (send_msg(c, &ack) < 0)
                         break;
                 c->acked_upto = seq;
         }
+}
+
+static void on_ack_timer(uv_timer_t *t)
+{
+        flush_acks(t->data);
+}
+
+/* Acks go out ACK_WINDOW_MS after the first result that waits for one:
+ * the results of that window share one fsync. */
+static void send_acks(struct sync_client *c)
+{
+        if (c->established && !c->stopping && !uv_is_active((uv_handle_t *)&c->ack_timer))
+                uv_timer_start(&c->ack_timer, on_ack_timer, ACK_WINDOW_MS, 0);
 }
 
 static bool send_event(struct sync_msg *event, void *userdata)
@@ -384,7 +412,7 @@ static int apply_at_once(struct sync_client *c, const struct sync_msg *cmd, cons
         struct error ferr = { 0 };
         int r;
 
-        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        if (sqlite3_exec(db, STORE_TX_BEGIN, NULL, NULL, NULL) != SQLITE_OK)
                 return error_set(err, -EIO, "journal: %s", sqlite3_errmsg(db));
         if (cmd->kind == SYNC_TRANSFER)
                 r = guest_transfer(c->guests, cmd->service, cmd->account_id, actor, err);
@@ -393,14 +421,14 @@ static int apply_at_once(struct sync_client *c, const struct sync_msg *cmd, cons
         else
                 r = apply_policy(c, cmd, actor, err);
         if (r == -EBUSY) {
-                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+                sqlite3_exec(db, STORE_TX_ROLLBACK, NULL, NULL, NULL);
                 return r;
         }
         /* A refusal is an outcome too: recorded with the command. */
         if (journal_finish(c->store, cmd, r == 0, r == 0 ? NULL : err->msg, NULL, c->seal_key, time_now_wall(),
                            &ferr) < 0 ||
-            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+            sqlite3_exec(db, STORE_TX_COMMIT, NULL, NULL, NULL) != SQLITE_OK) {
+                sqlite3_exec(db, STORE_TX_ROLLBACK, NULL, NULL, NULL);
                 return error_set(err, -EIO, "journal: %s", ferr.msg[0] ? ferr.msg : sqlite3_errmsg(db));
         }
         if (cmd->kind == SYNC_SET_POLICY && r == 0)
@@ -505,7 +533,9 @@ static void start_command(struct sync_client *c, int64_t seq, bool applying, con
                         return;
                 }
         }
-        if (!applying && journal_mark_applying(c->store, seq, &err) < 0) {
+        /* Marked, so that a crash is found out at the next start; those
+         * applied again anyway need no mark. */
+        if (!applying && !idempotent(cmd->kind) && journal_mark_applying(c->store, seq, &err) < 0) {
                 log_error("sync: cannot mark a command", "seq=%" PRId64 " error=\"%s\"", seq, err.msg);
                 return;
         }
@@ -563,11 +593,45 @@ static void run_commands(struct sync_client *c)
         free(s);
 }
 
+/* Journals what arrived since the last turn; with the commands that can
+ * start now, one transaction: a batch of renews costs one commit. */
+static void journal_pending(struct sync_client *c)
+{
+        struct error err = { 0 };
+        size_t i;
+
+        for (i = 0; i < c->n_pending; i++) {
+                if (journal_add(c->store, c->pending[i], time_now_wall(), &err) < 0) {
+                        log_error("sync: cannot journal a command; the ledger sends it again",
+                                  "seq=%" PRId64 " error=\"%s\"", c->pending[i]->seq, err.msg);
+                        break;
+                }
+        }
+        if (i < c->n_pending) {
+                /* What was not journaled comes again after a reconnect. */
+                journal_last(c->store, &c->received_upto, NULL);
+                if (c->wsi) {
+                        c->close_after_send = true;
+                        lws_callback_on_writable(c->wsi);
+                }
+        }
+        for (i = 0; i < c->n_pending; i++)
+                c->pending[i] = sync_msg_free(c->pending[i]);
+        c->n_pending = 0;
+}
+
 static void on_kick(uv_timer_t *t)
 {
         struct sync_client *c = t->data;
+        sqlite3 *db = store_db(c->store);
+        bool tx = sqlite3_exec(db, STORE_TX_BEGIN, NULL, NULL, NULL) == SQLITE_OK;
 
+        journal_pending(c);
         run_commands(c);
+        if (tx && sqlite3_exec(db, STORE_TX_COMMIT, NULL, NULL, NULL) != SQLITE_OK) {
+                log_error("sync: cannot commit the journal", "error=\"%s\"", sqlite3_errmsg(db));
+                sqlite3_exec(db, STORE_TX_ROLLBACK, NULL, NULL, NULL);
+        }
         send_acks(c);
         send_events(c);
         if (c->busy_wait && !c->stopping)
@@ -584,14 +648,13 @@ static void kick(struct sync_client *c)
 
 /* --- receiving --- */
 
-static void on_command(struct sync_client *c, struct sync_msg *cmd)
+/* Takes cmd (true) when it is the next command: it is journaled at the
+ * next kick, before anything is acked. */
+static bool on_command(struct sync_client *c, struct sync_msg *cmd)
 {
         struct error err = { 0 };
-        int64_t last;
-        int r = journal_last(c->store, &last, &err);
+        int r = sync_seq_check(c->received_upto, cmd->seq, &err);
 
-        if (r == 0)
-                r = sync_seq_check(last, cmd->seq, &err);
         if (r == 1) {
                 /* Sent again after a lost ack: acked again once finished,
                  * never applied twice. */
@@ -602,19 +665,22 @@ static void on_command(struct sync_client *c, struct sync_msg *cmd)
                             finished)
                                 send_msg(c, &ack);
                 }
-                return;
+                return false;
         }
-        if (r == 0)
-                r = journal_add(c->store, cmd, time_now_wall(), &err);
+        if (r == 0 && array_reserve(&c->pending, &c->pending_cap, c->n_pending + 1, sizeof(*c->pending)) < 0)
+                r = error_set(&err, -ENOMEM, "out of memory");
         if (r < 0) {
                 log_warn("sync: command refused", "seq=%" PRId64 " kind=%s code=%s reason=\"%s\"", cmd->seq,
                          sync_kind_name(cmd->kind), sync_reject_code(r), err.msg);
                 send_error(c, r, err.msg);
-                return;
+                return false;
         }
-        log_info("sync: command received", "seq=%" PRId64 " kind=%s service=%s", cmd->seq, sync_kind_name(cmd->kind),
-                 cmd->service[0] ? cmd->service : "-");
+        log_debug("sync: command received", "seq=%" PRId64 " kind=%s service=%s", cmd->seq,
+                  sync_kind_name(cmd->kind), cmd->service[0] ? cmd->service : "-");
+        c->pending[c->n_pending++] = cmd;
+        c->received_upto = cmd->seq;
         kick(c);
+        return true;
 }
 
 static void queue_inventory(struct sync_client *c)
@@ -658,6 +724,8 @@ static void on_established(struct sync_client *c, const struct sync_msg *welcome
         if (outbox_acked(c->store, welcome->last_event_seq, time_now_wall(), &err) < 0)
                 log_error("sync: cannot record acked events", "error=\"%s\"", err.msg);
         c->events_sent_upto = c->events_acked_upto = welcome->last_event_seq;
+        if (!c->n_pending)
+                journal_last(c->store, &c->received_upto, NULL);
         c->acked_upto = 0;
         if (journal_finished_upto(c->store, &c->acked_upto, &err) == 0 && c->acked_upto > 0)
                 c->acked_upto--; /* the last finished one is acked again: its ack may have been lost */
@@ -686,8 +754,13 @@ static void on_message(struct sync_client *c, const char *buf, size_t len)
         switch (msg->kind) {
         case SYNC_CHALLENGE: {
                 struct sync_msg auth = { .kind = SYNC_AUTH };
-                if (journal_last(c->store, &auth.last_command_seq, &err) == 0)
+                /* Commands still waiting to be journaled count as received:
+                 * they are journaled before anything else runs. */
+                if (journal_last(c->store, &auth.last_command_seq, &err) == 0) {
+                        if (c->n_pending && c->pending[c->n_pending - 1]->seq > auth.last_command_seq)
+                                auth.last_command_seq = c->pending[c->n_pending - 1]->seq;
                         send_msg(c, &auth);
+                }
                 break;
         }
         case SYNC_WELCOME:
@@ -709,8 +782,8 @@ static void on_message(struct sync_client *c, const char *buf, size_t len)
                 snprintf(c->last_error, sizeof(c->last_error), "ledger: %s: %s", msg->code, msg->reason);
                 break;
         default:
-                if (sync_kind_is_command(msg->kind))
-                        on_command(c, msg);
+                if (sync_kind_is_command(msg->kind) && on_command(c, msg))
+                        return; /* kept until journaled */
                 break;
         }
         sync_msg_free(msg);
@@ -897,7 +970,7 @@ static void report_usage(struct sync_client *c)
         size_t cap = 0;
         int r;
 
-        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        if (sqlite3_exec(db, STORE_TX_BEGIN, NULL, NULL, NULL) != SQLITE_OK)
                 return;
         r = store_prepare(c->store, "SELECT CAST(value AS INTEGER) FROM node_facts WHERE key = 'usage_reported_until'",
                           &since, &err);
@@ -946,7 +1019,7 @@ static void report_usage(struct sync_client *c)
                 if (sqlite3_step(mark) != SQLITE_DONE)
                         r = -EIO;
         }
-        sqlite3_exec(db, r == 0 ? "COMMIT" : "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_exec(db, r == 0 ? STORE_TX_COMMIT : STORE_TX_ROLLBACK, NULL, NULL, NULL);
         if (r < 0)
                 log_error("sync: cannot queue usage reports", "error=\"%s\"", err.msg);
         sync_msg_clear(&event);
@@ -1021,8 +1094,9 @@ int sync_start(uv_loop_t *loop, struct store *store, struct guests *guests, stru
         uv_timer_init(loop, &c->reconnect_timer);
         uv_timer_init(loop, &c->kick_timer);
         uv_timer_init(loop, &c->usage_timer);
-        c->reconnect_timer.data = c->kick_timer.data = c->usage_timer.data = c;
-        c->timers_open = 3;
+        uv_timer_init(loop, &c->ack_timer);
+        c->reconnect_timer.data = c->kick_timer.data = c->usage_timer.data = c->ack_timer.data = c;
+        c->timers_open = 4;
         uv_timer_start(&c->usage_timer, on_usage, (uint64_t)c->usage_interval * 1000,
                        (uint64_t)c->usage_interval * 1000);
         sqlite3_update_hook(store_db(store), on_store_change, c);
@@ -1073,6 +1147,9 @@ static void maybe_free(struct sync_client *c)
 {
         if (!c->stopping || c->timers_open || c->n_running)
                 return;
+        for (size_t i = 0; i < c->n_pending; i++)
+                sync_msg_free(c->pending[i]);
+        free(c->pending);
         secret_wipe(c, sizeof(*c));
         free(c);
 }
@@ -1083,6 +1160,8 @@ struct sync_client *sync_stop(struct sync_client *c)
                 return NULL;
         c->stopping = true;
         sqlite3_update_hook(store_db(c->store), NULL, NULL);
+        /* Received is journaled: applied at the next start. */
+        journal_pending(c);
         out_clear(c);
         if (c->lws) {
                 lws_context_destroy(c->lws);
@@ -1095,5 +1174,6 @@ struct sync_client *sync_stop(struct sync_client *c)
         uv_close((uv_handle_t *)&c->reconnect_timer, timer_closed);
         uv_close((uv_handle_t *)&c->kick_timer, timer_closed);
         uv_close((uv_handle_t *)&c->usage_timer, timer_closed);
+        uv_close((uv_handle_t *)&c->ack_timer, timer_closed);
         return NULL;
 }

@@ -265,6 +265,23 @@ int outbox_acked(struct store *store, int64_t seq, int64_t now, struct error *er
         return sqlite3_step(stmt) == SQLITE_DONE ? 0 : db_error(store, err, "outbox");
 }
 
+int journal_make_durable(struct store *store, struct error *err)
+{
+        sqlite3 *db = store_db(store);
+        int rc;
+
+        /* A commit under synchronous=FULL syncs the WAL, and with it every
+         * frame appended before it. */
+        if (sqlite3_exec(db, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK)
+                return db_error(store, err, "journal");
+        rc = sqlite3_exec(db,
+                          "INSERT OR REPLACE INTO node_facts (key, value, updated_at) "
+                          "VALUES ('sync_durable', '', unixepoch())",
+                          NULL, NULL, NULL);
+        sqlite3_exec(db, "PRAGMA synchronous = NORMAL", NULL, NULL, NULL);
+        return rc == SQLITE_OK ? 0 : db_error(store, err, "journal");
+}
+
 int outbox_unacked_count(struct store *store, int64_t *ret_count, struct error *err)
 {
         return single_int(store, "SELECT count(*) FROM outbox WHERE acked_at IS NULL", ret_count, err);

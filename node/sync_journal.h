@@ -69,5 +69,11 @@ int outbox_each_pending(struct store *store, int64_t after, unsigned max, const 
  * sealed secrets are gone. */
 int outbox_acked(struct store *store, int64_t seq, int64_t now, struct error *err);
 
+/* Makes every transaction committed so far durable on disk (the store
+ * runs WAL with synchronous=NORMAL: commits survive a crash of vpsd, not a
+ * power loss): one fsync of the WAL for everything before it. Called
+ * before acks are sent, so that one fsync covers a whole batch of them. */
+int journal_make_durable(struct store *store, struct error *err);
+
 /* Events not acked yet. */
 int outbox_unacked_count(struct store *store, int64_t *ret_count, struct error *err);

@@ -318,7 +318,7 @@ static int remove_row(struct template_store *ts, const char *name, char *path, s
         struct template_info info;
         int r;
 
-        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        if (sqlite3_exec(db, STORE_TX_BEGIN, NULL, NULL, NULL) != SQLITE_OK)
                 return template_sql_fail(ts, err, "remove template");
         r = template_lookup(ts->store, name, &info, err);
         if (r == 0)
@@ -332,10 +332,10 @@ static int remove_row(struct template_store *ts, const char *name, char *path, s
                                 r = template_sql_fail(ts, err, "remove template");
                 }
         }
-        if (r == 0 && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        if (r == 0 && sqlite3_exec(db, STORE_TX_COMMIT, NULL, NULL, NULL) != SQLITE_OK)
                 r = template_sql_fail(ts, err, "remove template");
         if (r < 0) {
-                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+                sqlite3_exec(db, STORE_TX_ROLLBACK, NULL, NULL, NULL);
                 return r;
         }
         snprintf(path, path_size, "%s", info.path);

@@ -20,7 +20,7 @@ static int fail(struct store *store, struct error *err, const char *what)
         int r = error_set(err, -EIO, "traffic: %s: %s", what, sqlite3_errmsg(db));
 
         if (!sqlite3_get_autocommit(db))
-                sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+                sqlite3_exec(db, STORE_TX_ROLLBACK, NULL, NULL, NULL);
         return r;
 }
 
@@ -108,7 +108,7 @@ int traffic_record(struct store *store, int64_t service_id, const struct traffic
 
         if (at < 0)
                 return error_set(err, -EINVAL, "traffic: a sample before 1970");
-        if (own && sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        if (own && sqlite3_exec(db, STORE_TX_BEGIN, NULL, NULL, NULL) != SQLITE_OK)
                 return fail(store, err, "begin");
         if (last_sample(store, service_id, &last, NULL) < 0)
                 return fail(store, err, "last sample");
@@ -126,7 +126,7 @@ int traffic_record(struct store *store, int64_t service_id, const struct traffic
         sqlite3_bind_int64(keep, 6, at);
         if (sqlite3_step(keep) != SQLITE_DONE)
                 return fail(store, err, "keep the sample");
-        if (own && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        if (own && sqlite3_exec(db, STORE_TX_COMMIT, NULL, NULL, NULL) != SQLITE_OK)
                 return fail(store, err, "commit");
         return 0;
 }

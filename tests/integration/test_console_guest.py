@@ -30,6 +30,7 @@ def cnode(vpsd_factory, libvirt, bridge, test_guest):
     path.write_text(json.dumps(s))
     v.ctl("service", "provision", str(path))
     libvirt_env.wait_console(str(v.root / "guests" / s["uuid"] / "console.log"), ["VPSD-GUEST-READY"], timeout=BOOT)
+    libvirt_env.wait_shell(str(v.root / "guests" / s["uuid"] / "console.log"), timeout=BOOT)
     yield v, ledger, port, s
     libvirt_env.destroy_and_undefine(f"vpsd-{s['uuid']}")
     assert v.stop(timeout=60) == 0, v.log_text()

@@ -18,6 +18,8 @@ import time
 
 import pytest
 
+import libvirt_env
+
 from test_guest_lifecycle import BOOT, node, spec, tap_of, wait_for  # noqa: F401 (node is a fixture)
 
 HOST = "192.0.2.1"
@@ -115,9 +117,9 @@ def lab(node):
         node.provision(s)
         wait_for(lambda: "VPSD-GUEST-READY" in node.console(s["uuid"]).read_text(errors="replace"), BOOT,
                  "guest boot")
+        # Nothing is typed before the shell prompts (libvirt_env.wait_shell).
+        libvirt_env.wait_shell(str(node.console(s["uuid"])), timeout=BOOT)
         serial = Serial(node.run / s["uuid"] / "serial.sock")
-        # The ready marker comes just before init starts the console's
-        # shell: lines sent earlier are lost. Wait until the shell answers.
         console = node.console(s["uuid"])
 
         def shell_answers():

@@ -10,6 +10,7 @@ import queue
 import signal
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 
@@ -59,7 +60,7 @@ def test_handshake_inventory_and_a_command(ledger_node):
     ack = ack_of(conn, 1)
     assert ack["result"] == "applied"
     assert v.ctl_json("policy", "show") == {"grace_s": 3600, "retention_s": 86400, "autonomous_removal": False}
-    result = conn.recv_until(lambda m: m["kind"] == "result")
+    result = conn.recv_until(lambda m: m["kind"] == "result", seen_before=True)
     assert result["command_seq"] == 1 and result["op"] == "set-policy" and result["ok"] is True
     status = v.ctl_json("ledger", "status")
     assert status["connected"] is True and status["last_command_seq"] == 1
@@ -297,8 +298,9 @@ def test_valgrind_clean_sync_client(vpsd_factory, tmp_path):
     v = vpsd_factory()
     peer = LedgerPeer(tmp_path, NODE_ID)
     key = peer.key_file(v.root / "ledger.key")
+    supp = Path(__file__).resolve().parents[1] / "valgrind" / "lws.supp"
     v.start(prefix=["valgrind", "--quiet", "--fair-sched=yes", "--error-exitcode=99", "--leak-check=full",
-                    "--errors-for-leak-kinds=definite", "--track-fds=no"], wait=False,
+                    "--errors-for-leak-kinds=definite", "--track-fds=no", f"--suppressions={supp}"], wait=False,
             ledger_url=peer.url, ledger_ca_file=peer.ca, ledger_key_file=key, ledger_node_id=NODE_ID)
     v.wait_ready(timeout=120)
     conn = peer.accept(timeout=120)

@@ -399,6 +399,26 @@ def wait_console(path, needles, timeout=60, interval=0.25):
         time.sleep(interval)
 
 
+# The test guest's root shell on its serial port, started and prompting
+# (tests/guest/build-guest.sh: its profile prints this banner, then the prompt).
+SHELL_BANNER = "root shell on /dev/ttyS0"
+
+
+def wait_shell(path, timeout=120):
+    """Wait until the guest's serial shell has started and printed its
+    prompt. Nothing may be typed before: bytes that reach the UART while the
+    shell opens ttyS0 (the 8250 driver resets the port then) can leave its
+    receive interrupt lost under TCG, and the console deaf for good."""
+    wait_console(path, [SHELL_BANNER], timeout=timeout)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = read_console_log(path)
+        if "# " in text[text.rindex(SHELL_BANNER):]:
+            break
+        time.sleep(0.1)
+    time.sleep(0.3)
+
+
 # ------------------------------------------------------------------ tap devices
 def create_tap(name):
     """Create a tap device for <interface type='ethernet'><target dev=NAME

@@ -200,6 +200,13 @@ class Connection:
     def send_text(self, text):
         asyncio.run_coroutine_threadsafe(self.ws.send(text), self.peer.loop).result(10)
 
+    def send_texts(self, texts):
+        """Many messages back to back, in one go on the peer's loop."""
+        async def all_of():
+            for t in texts:
+                await self.ws.send(t)
+        asyncio.run_coroutine_threadsafe(all_of(), self.peer.loop).result(600)
+
     def send(self, msg: dict, **kw):
         text = self.session.build(msg, **kw)
         self.send_text(text)
