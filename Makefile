@@ -87,8 +87,8 @@ all: $(PROGRAMS)
 help:
 	@echo "make deps        install the Debian packages vpsd needs (root)"
 	@echo "make             build $(BUILD)/vpsd and $(BUILD)/vpsctl"
-	@echo "make demo        deps + build, then run vpsd on ./var and show it working"
-	@echo "make demo-stop   stop the demo's vpsd (and libvirtd/virtlogd if the demo started them)"
+	@echo "make demo        deps + build, then vps-ledger and vpsd on ./var, joined, with an ordered guest"
+	@echo "make demo-stop   stop the demo's vpsd and ledger (and libvirtd/virtlogd if the demo started them)"
 	@echo "make check       deps + build + every test (unit, unit under ASan+UBSan, fuzz smoke, integration)"
 	@echo "make unit | unit-asan | fuzz-run | integration   one part of check"
 	@echo "make bench       benchmarks against their peers (not tests; never gate CI)"

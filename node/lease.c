@@ -70,13 +70,13 @@ static int policy_apply(struct lease_policy *p, struct json_object *changes, str
 
 int lease_policy_load(struct store *store, struct lease_policy *ret, struct error *err)
 {
-        cleanup_stmt sqlite3_stmt *stmt = NULL;
+        cleanup_cached sqlite3_stmt *stmt = NULL;
         cleanup_json struct json_object *stored = NULL;
         struct lease_policy p;
         int r;
 
         lease_policy_default(&p);
-        r = store_prepare(store, "SELECT value FROM node_facts WHERE key = 'lease_policy'", &stmt, err);
+        r = store_prepare_cached(store, "SELECT value FROM node_facts WHERE key = 'lease_policy'", &stmt, err);
         if (r < 0)
                 return r;
         if (sqlite3_step(stmt) == SQLITE_ROW) {
@@ -339,7 +339,7 @@ int leases_new(uv_loop_t *loop, struct store *store, struct guests *guests, stru
 int lease_renew(struct leases *l, const char *uuid, int64_t paid_until, const char *actor, guest_done_fn done,
                 void *userdata, struct error *err)
 {
-        cleanup_stmt sqlite3_stmt *stmt = NULL;
+        cleanup_cached sqlite3_stmt *stmt = NULL;
         struct lease_policy p;
         bool lease_suspended;
         char detail[48];
@@ -354,7 +354,7 @@ int lease_renew(struct leases *l, const char *uuid, int64_t paid_until, const ch
         r = service_id_find(l->store, uuid, &id, err);
         if (r < 0)
                 return r;
-        r = store_prepare(l->store,
+        r = store_prepare_cached(l->store,
                           "UPDATE services SET paid_until = ?2, updated_at = ?3 WHERE id = ?1 AND state != "
                           "'terminated' RETURNING state, suspend_kind",
                           &stmt, err);

@@ -20,10 +20,10 @@ static const char *actor_kind(const char *actor)
 static void run(struct store *store, const char *sql, const char *what, const char *const *texts, size_t n,
                 const int64_t *ints, size_t n_ints)
 {
-        cleanup_stmt sqlite3_stmt *stmt = NULL;
+        cleanup_cached sqlite3_stmt *stmt = NULL;
         int col = 1;
 
-        if (store_prepare(store, sql, &stmt, NULL) < 0)
+        if (store_prepare_cached(store, sql, &stmt, NULL) < 0)
                 goto fail;
         for (size_t i = 0; i < n_ints; i++)
                 sqlite3_bind_int64(stmt, col++, ints[i]);

@@ -7,7 +7,7 @@
 
 int outbox_add(struct store *store, struct sync_msg *event, struct error *err)
 {
-        cleanup_stmt sqlite3_stmt *insert = NULL, *update = NULL;
+        cleanup_cached sqlite3_stmt *insert = NULL, *update = NULL;
         sqlite3 *db = store_db(store);
         char *body = NULL;
         int r;
@@ -20,7 +20,7 @@ int outbox_add(struct store *store, struct sync_msg *event, struct error *err)
          * both or neither. */
         if (sqlite3_exec(db, "SAVEPOINT outbox_add", NULL, NULL, NULL) != SQLITE_OK)
                 return error_set(err, -EIO, "outbox: %s", sqlite3_errmsg(db));
-        r = store_prepare(store, "INSERT INTO outbox (kind, service_uuid, body, created_at) VALUES (?1, ?2, '', ?3)",
+        r = store_prepare_cached(store, "INSERT INTO outbox (kind, service_uuid, body, created_at) VALUES (?1, ?2, '', ?3)",
                           &insert, err);
         if (r == 0) {
                 sqlite3_bind_text(insert, 1, sync_kind_name(event->kind), -1, SQLITE_STATIC);
@@ -35,7 +35,7 @@ int outbox_add(struct store *store, struct sync_msg *event, struct error *err)
                 r = sync_msg_to_body(event, &body, err);
         }
         if (r == 0)
-                r = store_prepare(store, "UPDATE outbox SET body = ?1 WHERE seq = ?2", &update, err);
+                r = store_prepare_cached(store, "UPDATE outbox SET body = ?1 WHERE seq = ?2", &update, err);
         if (r == 0) {
                 sqlite3_bind_text(update, 1, body, -1, SQLITE_STATIC);
                 sqlite3_bind_int64(update, 2, event->seq);

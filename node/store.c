@@ -133,10 +133,62 @@ int store_open(const char *path, struct store **ret_store, struct error *err)
         return store_open_with(path, store_migrations, store_migrations_count, ret_store, err);
 }
 
+#define CACHE_MAX 48
+
+static struct cached {
+        sqlite3 *db;
+        const char *sql;
+        sqlite3_stmt *stmt;
+        bool in_use;
+} cache[CACHE_MAX];
+
+int store_prepare_cached(struct store *store, const char *sql, sqlite3_stmt **ret_stmt, struct error *err)
+{
+        struct cached *free_slot = NULL;
+
+        for (size_t i = 0; i < CACHE_MAX; i++) {
+                struct cached *e = &cache[i];
+                if (e->db == store->db && e->sql == sql && !e->in_use) {
+                        e->in_use = true;
+                        *ret_stmt = e->stmt;
+                        return 0;
+                }
+                if (!e->db && !free_slot)
+                        free_slot = e;
+        }
+        if (sqlite3_prepare_v3(store->db, sql, -1, free_slot ? SQLITE_PREPARE_PERSISTENT : 0, ret_stmt, NULL) !=
+            SQLITE_OK)
+                return sql_error(store, err, "prepare statement");
+        if (free_slot)
+                *free_slot = (struct cached){ .db = store->db, .sql = sql, .stmt = *ret_stmt, .in_use = true };
+        return 0;
+}
+
+void store_stmt_release(sqlite3_stmt **stmt)
+{
+        if (!*stmt)
+                return;
+        for (size_t i = 0; i < CACHE_MAX; i++)
+                if (cache[i].stmt == *stmt) {
+                        sqlite3_reset(*stmt);
+                        sqlite3_clear_bindings(*stmt);
+                        cache[i].in_use = false;
+                        *stmt = NULL;
+                        return;
+                }
+        sqlite3_finalize(*stmt);
+        *stmt = NULL;
+}
+
 struct store *store_close(struct store *store)
 {
         if (!store)
                 return NULL;
+        for (size_t i = 0; i < CACHE_MAX; i++)
+                if (cache[i].db == store->db) {
+                        sqlite3_finalize(cache[i].stmt);
+                        cache[i] = (struct cached){ 0 };
+                }
         sqlite3_close_v2(store->db);
         free(store);
         return NULL;

@@ -47,3 +47,12 @@ int store_prepare(struct store *store, const char *sql, sqlite3_stmt **ret_stmt,
 
 static inline void sqlite3_finalizep(sqlite3_stmt **s) { sqlite3_finalize(*s); }
 #define cleanup_stmt __attribute__((cleanup(sqlite3_finalizep)))
+
+/* The same, kept prepared for the store's life and only reset after use:
+ * for the few statements that run for every ledger command of a batch.
+ * sql must be a string literal (it is looked up by address). A statement
+ * already in use (a nested call) is prepared afresh and finalized after.
+ * The loop's thread only. Release with cleanup_cached. */
+int store_prepare_cached(struct store *store, const char *sql, sqlite3_stmt **ret_stmt, struct error *err);
+void store_stmt_release(sqlite3_stmt **stmt);
+#define cleanup_cached __attribute__((cleanup(store_stmt_release)))

@@ -34,6 +34,7 @@
 #define COMMANDS_RUNNING_MAX 64 /* commands being applied at once */
 #define BUSY_RETRY_MS 1000      /* a service busy with another operation is tried again */
 #define USAGE_BUCKET 300
+#define BATCH_WINDOW_MS 2       /* commands wait this long for more to journal with them */
 #define ACK_WINDOW_MS 3         /* acks wait this long to share one fsync (group commit) */
 
 struct out {
@@ -96,6 +97,7 @@ struct sync_client {
 
 static void schedule_reconnect(struct sync_client *c);
 static void kick(struct sync_client *c);
+static void kick_batch(struct sync_client *c);
 
 /* --- the key --- */
 
@@ -646,6 +648,15 @@ static void kick(struct sync_client *c)
                 uv_timer_start(&c->kick_timer, on_kick, 0, 0);
 }
 
+/* A command that arrives waits up to BATCH_WINDOW_MS for the ones behind
+ * it: a ledger catching up sends many, and a batch costs one commit. */
+static void kick_batch(struct sync_client *c)
+{
+        if (!c->stopping && (!uv_is_active((uv_handle_t *)&c->kick_timer) ||
+                             uv_timer_get_due_in(&c->kick_timer) > BATCH_WINDOW_MS))
+                uv_timer_start(&c->kick_timer, on_kick, BATCH_WINDOW_MS, 0);
+}
+
 /* --- receiving --- */
 
 /* Takes cmd (true) when it is the next command: it is journaled at the
@@ -679,7 +690,7 @@ static bool on_command(struct sync_client *c, struct sync_msg *cmd)
                   sync_kind_name(cmd->kind), cmd->service[0] ? cmd->service : "-");
         c->pending[c->n_pending++] = cmd;
         c->received_upto = cmd->seq;
-        kick(c);
+        kick_batch(c);
         return true;
 }
 

@@ -17,8 +17,8 @@ static int db_error(struct store *store, struct error *err, const char *what)
 
 static int single_int(struct store *store, const char *sql, int64_t *ret, struct error *err)
 {
-        cleanup_stmt sqlite3_stmt *stmt = NULL;
-        int r = store_prepare(store, sql, &stmt, err);
+        cleanup_cached sqlite3_stmt *stmt = NULL;
+        int r = store_prepare_cached(store, sql, &stmt, err);
 
         if (r < 0)
                 return r;
@@ -44,12 +44,12 @@ int journal_finished_upto(struct store *store, int64_t *ret_seq, struct error *e
 
 int journal_add(struct store *store, const struct sync_msg *cmd, int64_t now, struct error *err)
 {
-        cleanup_stmt sqlite3_stmt *stmt = NULL;
+        cleanup_cached sqlite3_stmt *stmt = NULL;
         cleanup_free char *body = NULL;
         int r = sync_msg_to_body(cmd, &body, err);
 
         if (r == 0)
-                r = store_prepare(store,
+                r = store_prepare_cached(store,
                                   "INSERT INTO command_journal (seq, kind, service_uuid, body, state, received_at) "
                                   "VALUES (?1, ?2, ?3, ?4, 'received', ?5)",
                                   &stmt, err);
@@ -69,8 +69,8 @@ int journal_add(struct store *store, const struct sync_msg *cmd, int64_t now, st
 int journal_outcome(struct store *store, int64_t seq, bool *ret_finished, char result[16],
                     char error[SYNC_TEXT_MAX + 1], struct error *err)
 {
-        cleanup_stmt sqlite3_stmt *stmt = NULL;
-        int r = store_prepare(store, "SELECT state, coalesce(result, '') FROM command_journal WHERE seq = ?1", &stmt,
+        cleanup_cached sqlite3_stmt *stmt = NULL;
+        int r = store_prepare_cached(store, "SELECT state, coalesce(result, '') FROM command_journal WHERE seq = ?1", &stmt,
                               err);
         const char *state;
 
@@ -88,8 +88,8 @@ int journal_outcome(struct store *store, int64_t seq, bool *ret_finished, char r
 
 int journal_open_each(struct store *store, journal_open_fn fn, void *userdata, struct error *err)
 {
-        cleanup_stmt sqlite3_stmt *stmt = NULL;
-        int r = store_prepare(store,
+        cleanup_cached sqlite3_stmt *stmt = NULL;
+        int r = store_prepare_cached(store,
                               "SELECT seq, state, body FROM command_journal WHERE state IN ('received', 'applying') "
                               "ORDER BY seq",
                               &stmt, err);
@@ -113,8 +113,8 @@ int journal_open_each(struct store *store, journal_open_fn fn, void *userdata, s
 
 int journal_mark_applying(struct store *store, int64_t seq, struct error *err)
 {
-        cleanup_stmt sqlite3_stmt *stmt = NULL;
-        int r = store_prepare(store, "UPDATE command_journal SET state = 'applying' WHERE seq = ?1", &stmt, err);
+        cleanup_cached sqlite3_stmt *stmt = NULL;
+        int r = store_prepare_cached(store, "UPDATE command_journal SET state = 'applying' WHERE seq = ?1", &stmt, err);
 
         if (r < 0)
                 return r;
@@ -130,9 +130,9 @@ void journal_actor(int64_t seq, char buf[40])
 int journal_audit_outcome(struct store *store, int64_t seq, bool *ret_found, bool *ret_ok,
                           char error[SYNC_TEXT_MAX + 1], struct error *err)
 {
-        cleanup_stmt sqlite3_stmt *stmt = NULL;
+        cleanup_cached sqlite3_stmt *stmt = NULL;
         char actor[40];
-        int r = store_prepare(store, "SELECT result FROM audit_log WHERE actor = ?1 ORDER BY id DESC LIMIT 1", &stmt,
+        int r = store_prepare_cached(store, "SELECT result FROM audit_log WHERE actor = ?1 ORDER BY id DESC LIMIT 1", &stmt,
                               err);
 
         if (r < 0)
@@ -151,7 +151,7 @@ int journal_finish(struct store *store, const struct sync_msg *cmd, bool ok, con
                    struct error *err)
 {
         struct sync_msg event = { .kind = SYNC_RESULT, .at = now, .command_seq = cmd->seq, .ok = ok };
-        cleanup_stmt sqlite3_stmt *update = NULL, *secret = NULL;
+        cleanup_cached sqlite3_stmt *update = NULL, *secret = NULL;
         cleanup_free char *sealed = NULL;
         sqlite3 *db = store_db(store);
         int r;
@@ -169,7 +169,7 @@ int journal_finish(struct store *store, const struct sync_msg *cmd, bool ok, con
          * command's own effect in it. */
         if (sqlite3_exec(db, "SAVEPOINT journal_finish", NULL, NULL, NULL) != SQLITE_OK)
                 return db_error(store, err, "journal");
-        r = store_prepare(store,
+        r = store_prepare_cached(store,
                           "UPDATE command_journal SET state = ?2, result = ?3, finished_at = ?4 WHERE seq = ?1",
                           &update, err);
         if (r == 0) {
@@ -183,7 +183,7 @@ int journal_finish(struct store *store, const struct sync_msg *cmd, bool ok, con
         if (r == 0)
                 r = outbox_add(store, &event, err);
         if (r == 0 && sealed) {
-                r = store_prepare(store, "UPDATE outbox SET sealed_secret = ?2 WHERE seq = ?1", &secret, err);
+                r = store_prepare_cached(store, "UPDATE outbox SET sealed_secret = ?2 WHERE seq = ?1", &secret, err);
                 if (r == 0) {
                         sqlite3_bind_int64(secret, 1, event.seq);
                         sqlite3_bind_text(secret, 2, sealed, -1, SQLITE_STATIC);
@@ -213,8 +213,8 @@ static int pending_msg(const char *body, int64_t seq, struct sync_msg *ret, stru
 int outbox_each_pending(struct store *store, int64_t after, unsigned max, const uint8_t seal_key[SEAL_KEY_SIZE],
                         outbox_pending_fn fn, void *userdata, struct error *err)
 {
-        cleanup_stmt sqlite3_stmt *stmt = NULL;
-        int r = store_prepare(store,
+        cleanup_cached sqlite3_stmt *stmt = NULL;
+        int r = store_prepare_cached(store,
                               "SELECT seq, body, sealed_secret FROM outbox WHERE acked_at IS NULL AND seq > ?1 "
                               "ORDER BY seq LIMIT ?2",
                               &stmt, err);
@@ -253,8 +253,8 @@ int outbox_each_pending(struct store *store, int64_t after, unsigned max, const 
 
 int outbox_acked(struct store *store, int64_t seq, int64_t now, struct error *err)
 {
-        cleanup_stmt sqlite3_stmt *stmt = NULL;
-        int r = store_prepare(store,
+        cleanup_cached sqlite3_stmt *stmt = NULL;
+        int r = store_prepare_cached(store,
                               "UPDATE outbox SET acked_at = ?2, sealed_secret = NULL WHERE seq <= ?1 AND acked_at IS NULL",
                               &stmt, err);
 
