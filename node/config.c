@@ -332,7 +332,7 @@ static const struct config_key config_keys[] = {
         { "ledger_ca_file", parse_path, FIELD(ledger_ca_file), 0, 0, NULL, false },
         { "ledger_key_file", parse_path, FIELD(ledger_key_file), 0, 0, NULL, false },
         { "ledger_node_id", parse_node_id, FIELD(ledger_node_id), 0, 0, NULL, false },
-        { "ledger_usage_interval", parse_uint, FIELD(ledger_usage_interval), 60, 86400, NULL, false },
+        { "ledger_usage_interval", parse_uint, FIELD(ledger_usage_interval), 1, 86400, NULL, false },
         { "iso_quota_bytes", parse_bytes, FIELD(iso_quota_bytes), 0, 0, NULL, true },
         { "iso_max_uploads", parse_uint, FIELD(iso_max_uploads), 1, 64, NULL, false },
 };

@@ -5,6 +5,7 @@ a lease must end on the node the ledger's clock follows the wall clock."""
 
 import calendar
 import datetime
+import os
 import random
 import signal
 import sqlite3
@@ -50,33 +51,40 @@ class Story:
         return self.ledger.api("GET", f"services/{u}")
 
 
+def join(v, ledger, bridge, test_guest):
+    """Enrols v's node at the ledger, starts v joined to it, imports the tiny
+    template and waits for the link."""
+    node = ledger.api("POST", "nodes", {"id": NODE_ID, "vcpus": 8, "memory_mib": 8192, "disk_gib": 100,
+                                         "pools": ["192.0.2.0/24,192.0.2.1"]})
+    key = v.root / "ledger.key"
+    key.write_text(node["sync_key"] + "\n")
+    key.chmod(0o600)
+    v.start(hypervisor="tcg", bridge=bridge, guest_run_dir=v.root / "guests", stop_timeout=30,
+            ledger_url=ledger.sync_url, ledger_ca_file=ledger.ca, ledger_key_file=key, ledger_node_id=NODE_ID,
+            ledger_public_key=ledger.public_key(v.root / "ledger.pub"))
+    v.ctl("template", "import", "tiny", str(test_guest / "guest.qcow2"))
+    wait_for(lambda: v.ctl_json("ledger", "status")["connected"], 30, "joined")
+    return Story(ledger, v)
+
+
+def leave(v, ledger):
+    ledger.stop_following()
+    with sqlite3.connect(v.state_dir / "vpsd.db") as db:
+        for (u,) in db.execute("SELECT uuid FROM services"):
+            libvirt_env.destroy_and_undefine(f"vpsd-{u}")
+    assert v.stop(timeout=60) == 0, v.log_text()
+    ledger.stop()
+
+
 @pytest.fixture
 def story(vpsd_factory, tmp_path, libvirt, bridge, test_guest):
     ledger = Ledger(tmp_path / "ledger")
     ledger.start()
     v = vpsd_factory()
-    made = {"uuids": []}
     try:
-        node = ledger.api("POST", "nodes", {"id": NODE_ID, "vcpus": 8, "memory_mib": 8192, "disk_gib": 100,
-                                             "pools": ["192.0.2.0/24,192.0.2.1"]})
-        key = v.root / "ledger.key"
-        key.write_text(node["sync_key"] + "\n")
-        key.chmod(0o600)
-        v.start(hypervisor="tcg", bridge=bridge, guest_run_dir=v.root / "guests", stop_timeout=30,
-                ledger_url=ledger.sync_url, ledger_ca_file=ledger.ca, ledger_key_file=key, ledger_node_id=NODE_ID,
-                ledger_public_key=ledger.public_key(v.root / "ledger.pub"))
-        v.ctl("template", "import", "tiny", str(test_guest / "guest.qcow2"))
-        wait_for(lambda: v.ctl_json("ledger", "status")["connected"], 30, "joined")
-        s = Story(ledger, v)
-        s.made = made
-        yield s
+        yield join(v, ledger, bridge, test_guest)
     finally:
-        ledger.stop_following()
-        with sqlite3.connect(v.state_dir / "vpsd.db") as db:
-            for (u,) in db.execute("SELECT uuid FROM services"):
-                libvirt_env.destroy_and_undefine(f"vpsd-{u}")
-        assert v.stop(timeout=60) == 0, v.log_text()
-        ledger.stop()
+        leave(v, ledger)
 
 
 def test_the_whole_story(story):
@@ -120,7 +128,7 @@ def test_the_whole_story(story):
     assert domstate(u) == "paused", "data kept"
 
     # Funds during retention: renewed from the wallet, running again in place.
-    r = L.api("POST", "accounts/alice/top-up", {"amount": 500})
+    L.api("POST", "accounts/alice/top-up", {"amount": 500})
     wait_for(lambda: story.node_show(u)["state"] == "running", 60, "running again")
     assert domstate(u) == "running"
     paid2 = story.ledger_show(u)["paid_until"]
@@ -219,3 +227,53 @@ def test_the_provider_corrects_a_lease_end(story):
     wait_for(lambda: story.node_show(u)["state"] == "suspended", 60, "suspended")
     assert end <= story.node_show(u)["suspended_at"] <= end + 1
     assert story.wallet("dave") == (0, [("top-up", 100), ("order", -100)])
+
+
+def ordered_to_end_soon(L, account, seconds):
+    """An order whose first cycle ends `seconds` from now (the ledger's clock
+    set back by the cycle); the wallet holds that one cycle only."""
+    due = int(time.time()) + seconds
+    t0, months = month_before(due)
+    L.set_now(t0)
+    L.api("POST", "plans", {"name": "tiny", "price": 500, "vcpus": 1, "memory_mib": 256, "disk_gib": 1,
+                            "cycle_months": months})
+    L.api("POST", "accounts", {"id": account})
+    L.api("POST", f"accounts/{account}/top-up", {"amount": 500})
+    return L.api("POST", "orders", {"account": account, "plan": "tiny", "hostname": "c", "template": "tiny"})["uuid"], due
+
+
+def test_with_the_link_cut_a_lease_still_ends_on_time(vpsd_factory, tmp_path, libvirt, bridge, test_guest):
+    """The ledger in a network namespace of the test's own, reached over a
+    veth pair; the link cut while a lease ends."""
+    tag = os.getpid() % 10000
+    ns, outside, inside = f"vpsdl{tag}", f"vlo{tag}", f"vli{tag}"
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    run("ip", "netns", "add", ns)
+    try:
+        run("ip", "link", "add", outside, "type", "veth", "peer", "name", inside)
+        run("ip", "link", "set", inside, "netns", ns)
+        run("ip", "addr", "add", "10.213.0.1/30", "dev", outside)
+        run("ip", "link", "set", outside, "up")
+        run("ip", "netns", "exec", ns, "ip", "addr", "add", "10.213.0.2/30", "dev", inside)
+        run("ip", "netns", "exec", ns, "ip", "link", "set", inside, "up")
+        run("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up")
+        ledger = Ledger(tmp_path / "ledger", address="10.213.0.2", netns=ns)
+        ledger.start()
+        v = vpsd_factory()
+        try:
+            story = join(v, ledger, bridge, test_guest)
+            u, due = ordered_to_end_soon(ledger, "erin", 25)
+            wait_for(lambda: domstate(u) == "running", 120, "guest running")
+            run("ip", "link", "set", outside, "down")  # the link is cut
+            wait_for(lambda: story.node_show(u)["state"] == "suspended", 60, "suspended")
+            shown = story.node_show(u)
+            assert due <= shown["suspended_at"] <= due + 1 and shown["suspend_kind"] == "lease"
+            assert domstate(u) == "paused"
+            run("ip", "link", "set", outside, "up")  # and back: the ledger hears of it
+            ledger.follow_wall_clock()
+            wait_for(lambda: story.ledger_show(u)["node_state"] == "suspended", 120, "ledger told")
+        finally:
+            leave(v, ledger)
+    finally:
+        subprocess.run(["ip", "link", "del", outside], capture_output=True)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)

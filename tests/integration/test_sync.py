@@ -279,8 +279,22 @@ def test_ledger_commands_drive_a_real_guest(vpsd_factory, tmp_path, libvirt, bri
         conn.send({"kind": "transfer", "seq": 6, "service": u, "account_id": "acct-7"})
         ack_of(conn, 6)
         assert v.ctl_json("service", "show", u)["account_id"] == "acct-7"
-        conn.send({"kind": "terminate", "seq": 7, "service": u})
+        booted = v.ctl_json("service", "show", u)["booted_at"]
+        conn.send({"kind": "power", "seq": 7, "service": u, "action": "restart"})
         ack_of(conn, 7, timeout=120)
+        assert domstate(u) == "running" and v.ctl_json("service", "show", u)["booted_at"] >= booted
+        plan = dict(s["plan"], port_speed_mbit=20)
+        conn.send({"kind": "resize", "seq": 8, "service": u, "plan": plan, "confirm_disk_shrink": False})
+        assert ack_of(conn, 8)["result"] == "applied"
+        assert v.ctl_json("service", "show", u)["plan"]["port_speed_mbit"] == 20
+        conn.send({"kind": "reinstall", "seq": 9, "service": u, "template": "tiny", "ssh_keys": s["ssh_keys"]})
+        again = conn.recv_until(lambda m: m["kind"] == "result" and m["command_seq"] == 9, timeout=180,
+                                seen_before=True)
+        assert again["ok"] is True and len(again["root_password"]) == 20 and again["root_password"] != password
+        conn.send({"kind": "power", "seq": 10, "service": u, "action": "jump"})
+        conn.recv_until(lambda m: m["kind"] == "error" and m["code"] == "malformed", seen_before=True)
+        conn.send({"kind": "terminate", "seq": 10, "service": u})
+        ack_of(conn, 10, timeout=120)
         assert domstate(u) is None and v.ctl_json("service", "show", u)["state"] == "terminated"
         conn.recv_until(lambda m: m["kind"] == "state" and m["state"] == "terminated", seen_before=True)
         states = [m["state"] for m in peer.events if m["kind"] == "state" and m["service"] == u]
@@ -313,4 +327,42 @@ def test_valgrind_clean_sync_client(vpsd_factory, tmp_path):
     conn.send(policy(2, grace=40))
     ack_of(conn, 2, timeout=120)
     assert v.stop(timeout=120) == 0, v.log_text()
+    peer.close()
+
+
+def test_usage_reports_send_each_whole_bucket_once(vpsd_factory, tmp_path):
+    """Traffic buckets sampled whole go to the ledger as usage events, each
+    once; the bucket still filling waits."""
+    v = vpsd_factory()
+    peer = LedgerPeer(tmp_path, NODE_ID)
+    key = peer.key_file(v.root / "ledger.key")
+    v.start()
+    assert v.stop() == 0
+    u = "3f0c1f3e-2f6a-4a8e-9a52-0d1d2c3b4a59"
+    now = int(time.time())
+    done = (now - 3600) // 300 * 300
+    filling = now // 300 * 300
+    with sqlite3.connect(v.state_dir / "vpsd.db") as d:
+        d.execute("INSERT INTO services (uuid, account_id, hostname, state, vcpus, memory_mib, disk_gib, "
+                  "port_speed_mbit, template, mac, created_at, updated_at) VALUES "
+                  "(?, 'acct', 'h', 'stopped', 1, 256, 1, 100, 'tiny', '52:54:00:aa:bb:cc', ?, ?)", (u, now, now))
+        sid = d.execute("SELECT id FROM services WHERE uuid = ?", (u,)).fetchone()[0]
+        for start, n in ((done, 1000), (done + 300, 2000), (filling, 5)):
+            d.execute("INSERT INTO traffic_buckets VALUES (?, 300, ?, ?, ?, ?, ?)", (sid, start, n, 1, 2 * n, 2))
+    v.start(ledger_url=peer.url, ledger_ca_file=peer.ca, ledger_key_file=key, ledger_node_id=NODE_ID,
+            ledger_usage_interval=1, traffic_interval=1)
+    conn = peer.accept()
+    usage = conn.recv_until(lambda m: m["kind"] == "usage")
+    assert usage["service"] == u
+    assert [(b["start"], b["size"], b["in_bytes"], b["out_bytes"]) for b in usage["buckets"]] == \
+        [(done, 300, 1000, 2000), (done + 300, 300, 2000, 4000)]
+    # A few more report rounds: nothing is sent twice.
+    time.sleep(3)
+    while True:
+        try:
+            m = conn.recv(timeout=1)
+        except queue.Empty:
+            break
+        assert m["kind"] != "usage" or all(b["start"] >= filling for b in m["buckets"]), m
+    assert v.stop() == 0
     peer.close()
