@@ -10,7 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,11 +17,8 @@
 #include <sys/stat.h>
 
 #include "common/base64url.h"
+#include "common/seal.h"
 #include "common/util.h"
-
-#define SEAL_NONCE_SIZE 12
-#define SEAL_TAG_SIZE 16
-#define SEAL_TEXT_MAX 4096
 
 static int key_path(char *out, size_t size, const char *db, const char *suffix, struct error *err)
 {
@@ -116,68 +112,29 @@ void ledger_keys_close(struct ledger *ledger)
         OPENSSL_cleanse(ledger->seal_key, sizeof(ledger->seal_key));
 }
 
-/* One AES-256-GCM pass: encrypt (tag out) or decrypt (tag in). */
-static int gcm(const uint8_t key[LEDGER_SEAL_KEY_SIZE], bool encrypt, const uint8_t nonce[SEAL_NONCE_SIZE],
-               const char *aad, const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[SEAL_TAG_SIZE])
-{
-        EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
-        int n = 0, ok;
-
-        if (!ctx)
-                return -ENOMEM;
-        ok = EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, key, nonce, encrypt) == 1 &&
-             EVP_CipherUpdate(ctx, NULL, &n, (const uint8_t *)aad, (int)strlen(aad)) == 1 &&
-             EVP_CipherUpdate(ctx, out, &n, in, (int)len) == 1;
-        if (ok && !encrypt)
-                ok = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_SIZE, tag) == 1;
-        ok = ok && EVP_CipherFinal_ex(ctx, out + n, &n) == 1;
-        if (ok && encrypt)
-                ok = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_SIZE, tag) == 1;
-        EVP_CIPHER_CTX_free(ctx);
-        return ok ? 0 : -EBADMSG;
-}
-
+/* The sealed form is common/seal.c's text, kept as the column's bytes. */
 int ledger_seal(struct ledger *ledger, const char *aad, const char *text, uint8_t **ret, size_t *ret_len,
                 struct error *err)
 {
-        size_t len = strlen(text), total = SEAL_NONCE_SIZE + len + SEAL_TAG_SIZE;
-        uint8_t *blob;
+        char *sealed = NULL;
+        int r = seal_text(ledger->seal_key, aad, text, &sealed, err);
 
-        if (len > SEAL_TEXT_MAX)
-                return error_set(err, -E2BIG, "seal: more than %d bytes", SEAL_TEXT_MAX);
-        blob = malloc(total);
-        if (!blob)
-                return error_set(err, -ENOMEM, "out of memory");
-        if (RAND_bytes(blob, SEAL_NONCE_SIZE) != 1 ||
-            gcm(ledger->seal_key, true, blob, aad, (const uint8_t *)text, len, blob + SEAL_NONCE_SIZE,
-                blob + SEAL_NONCE_SIZE + len) < 0) {
-                free(blob);
-                return error_set(err, -EIO, "seal: AES-256-GCM failed");
-        }
-        *ret = blob;
-        *ret_len = total;
+        if (r < 0)
+                return r;
+        *ret = (uint8_t *)sealed;
+        *ret_len = strlen(sealed);
         return 0;
 }
 
 int ledger_unseal(struct ledger *ledger, const char *aad, const uint8_t *blob, size_t len, char **ret_text,
                   struct error *err)
 {
-        uint8_t tag[SEAL_TAG_SIZE];
-        size_t text_len;
-        char *text;
+        char *sealed = strndup((const char *)blob, len);
+        int r;
 
-        if (len < SEAL_NONCE_SIZE + SEAL_TAG_SIZE || len > SEAL_NONCE_SIZE + SEAL_TAG_SIZE + SEAL_TEXT_MAX)
-                return error_set(err, -EBADMSG, "unseal: not a sealed value");
-        text_len = len - SEAL_NONCE_SIZE - SEAL_TAG_SIZE;
-        memcpy(tag, blob + len - SEAL_TAG_SIZE, SEAL_TAG_SIZE);
-        text = calloc(1, text_len + 1);
-        if (!text)
+        if (!sealed)
                 return error_set(err, -ENOMEM, "out of memory");
-        if (gcm(ledger->seal_key, false, blob, aad, blob + SEAL_NONCE_SIZE, text_len, (uint8_t *)text, tag) < 0) {
-                OPENSSL_cleanse(text, text_len);
-                free(text);
-                return error_set(err, -EBADMSG, "unseal: the value does not open with this ledger's key");
-        }
-        *ret_text = text;
-        return 0;
+        r = unseal_text(ledger->seal_key, aad, sealed, ret_text, err);
+        free(sealed);
+        return r;
 }

@@ -8,8 +8,9 @@
 #include "billing-sync/ledger.h"
 #include "billing-sync/sync_codec.h"
 #include "common/ed25519.h"
+#include "common/seal.h"
 
-#define LEDGER_SEAL_KEY_SIZE 32
+#define LEDGER_SEAL_KEY_SIZE SEAL_KEY_SIZE
 
 struct ledger {
         struct store *store;
@@ -25,8 +26,8 @@ struct ledger {
 int ledger_keys_open(struct ledger *ledger, const char *path, struct error *err);
 void ledger_keys_close(struct ledger *ledger);
 
-/* AES-256-GCM under the seal key, with aad bound in: *ret (nonce,
- * ciphertext, tag) of *ret_len bytes, malloc'd. */
+/* text sealed under the seal key with aad bound in (common/seal.h): *ret
+ * of *ret_len bytes, malloc'd, as stored in service_secrets. */
 int ledger_seal(struct ledger *ledger, const char *aad, const char *text, uint8_t **ret, size_t *ret_len,
                 struct error *err);
 /* The text sealed in blob[len] with aad, into a new *ret_text (wipe it

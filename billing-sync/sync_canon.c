@@ -53,18 +53,9 @@ static int put(struct canon_buf *b, const char *s, size_t n)
 {
         if (n > b->max - b->len)
                 return -E2BIG;
-        if (b->len + n + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 256;
-                char *grown;
-
-                while (cap < b->len + n + 1)
-                        cap *= 2;
-                grown = realloc(b->data, cap);
-                if (!grown)
-                        return -ENOMEM;
-                b->data = grown;
-                b->cap = cap;
-        }
+        /* Room for the NUL too: array_reserve leaves cap above len + n. */
+        if (array_reserve(&b->data, &b->cap, b->len + n, 1) < 0)
+                return -ENOMEM;
         memcpy(b->data + b->len, s, n);
         b->len += n;
         b->data[b->len] = '\0';

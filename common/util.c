@@ -29,7 +29,9 @@ int array_reserve(void *items_p, size_t *cap, size_t n, size_t size)
         if (n < *cap)
                 return 0;
         grown_cap = *cap ? *cap * 2 : 16;
-        if (grown_cap > SIZE_MAX / size)
+        while (grown_cap <= n && grown_cap <= SIZE_MAX / 2)
+                grown_cap *= 2;
+        if (grown_cap <= n || grown_cap > SIZE_MAX / size)
                 return -ENOMEM;
         grown = realloc(*items, grown_cap * size);
         if (!grown)

@@ -36,8 +36,9 @@ static inline void fclosep(FILE **f)
 int str_copy(char *dst, size_t size, const char *src);
 
 /* Makes room for one more item in the malloc'd array *items_p (*cap items
- * of size bytes, n in use), doubling it when full. -ENOMEM leaves it as it
- * was. items_p is the address of the array pointer (any item type). */
+ * of size bytes, n in use), doubling it as often as it takes (a byte
+ * buffer may grow by many at once). -ENOMEM leaves it as it was. items_p
+ * is the address of the array pointer (any item type). */
 int array_reserve(void *items_p, size_t *cap, size_t n, size_t size);
 
 /* Seconds since the epoch (wall clock) and a monotonic clock in ms. */

@@ -202,19 +202,10 @@ static void on_pipe_writable(uv_poll_t *p, int status, int events)
 
 static int pending_add(struct edge_upload *u, const void *data, size_t len)
 {
-        if (u->pending_len + len > u->pending_cap) {
-                size_t cap = u->pending_cap ? u->pending_cap : 64 * 1024;
-                uint8_t *p;
-                while (cap < u->pending_len + len)
-                        cap *= 2;
-                if (cap > PENDING_MAX)
-                        return -ENOBUFS;
-                p = realloc(u->pending, cap);
-                if (!p)
-                        return -ENOMEM;
-                u->pending = p;
-                u->pending_cap = cap;
-        }
+        if (u->pending_len + len > PENDING_MAX)
+                return -ENOBUFS;
+        if (array_reserve(&u->pending, &u->pending_cap, u->pending_len + len, 1) < 0)
+                return -ENOMEM;
         memcpy(u->pending + u->pending_len, data, len);
         u->pending_len += len;
         return 0;

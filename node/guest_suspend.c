@@ -278,6 +278,8 @@ int guest_transfer(struct guests *g, const char *uuid, const char *account_id, c
         /* The old owner's consoles end with the ownership. */
         if (g->lock_hook)
                 g->lock_hook(uuid, "transfer", g->lock_hook_data);
-        tell(g, id, uuid, "transferred", actor, "transferred to another account", "transfer", account_id);
+        logbook_activity(g->store, id, actor, "transferred to another account");
+        logbook_audit(g->store, actor, "transfer", uuid, "ok", account_id);
+        log_info("service transferred", "service=%s actor=\"%s\"", uuid, actor);
         return 0;
 }

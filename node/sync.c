@@ -92,7 +92,6 @@ struct sync_client {
         bool established;
         int64_t connected_since;
         char last_error[256];
-        uint64_t commands_applied, events_sent;
 };
 
 static void schedule_reconnect(struct sync_client *c);
@@ -244,7 +243,6 @@ static bool send_event(struct sync_msg *event, void *userdata)
         if (send_msg(c, event) < 0)
                 return false;
         c->events_sent_upto = event->seq;
-        c->events_sent++;
         return true;
 }
 
@@ -295,7 +293,6 @@ static void finish(struct sync_client *c, const struct sync_msg *cmd, int status
                 log_info("sync: command done", "seq=%" PRId64 " kind=%s service=%s result=%s%s%s", cmd->seq,
                          sync_kind_name(cmd->kind), cmd->service[0] ? cmd->service : "-",
                          status == 0 ? "applied" : "failed", status == 0 ? "" : " error=", status == 0 ? "" : error);
-        c->commands_applied++;
 }
 
 static void command_done(int status, const struct error *err, struct json_object *result, void *userdata)
@@ -435,7 +432,6 @@ static int apply_at_once(struct sync_client *c, const struct sync_msg *cmd, cons
         }
         if (cmd->kind == SYNC_SET_POLICY && r == 0)
                 leases_kick(c->leases);
-        c->commands_applied++;
         log_info("sync: command done", "seq=%" PRId64 " kind=%s result=%s", cmd->seq, sync_kind_name(cmd->kind),
                  r == 0 ? "applied" : "failed");
         return 1;
