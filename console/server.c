@@ -177,6 +177,11 @@ static int callback_console(struct lws *wsi, enum lws_callback_reasons reason, v
         struct ws_data *d = user;
         char uri[256];
 
+        /* lws closes a connection that never got as far as HTTP (a bare
+         * connect, plain text, a TLS hello cut short) with CLOSED_HTTP
+         * and no per-connection data: nothing of ours to end. */
+        if (!d && reason != LWS_CALLBACK_FILTER_HTTP_CONNECTION)
+                return lws_callback_http_dummy(wsi, reason, user, in, len);
         switch (reason) {
         case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
                 return !path_acceptable(in);

@@ -268,6 +268,38 @@ def test_edge_killed_is_restarted(node):
     assert node.open("vnc", t, expect=b"RFB")[0] == "open"
 
 
+def test_connections_that_never_speak_tls_leave_the_edge_and_its_sessions(node):
+    """A port scanner's connect-and-close, plain text, half a TLS hello:
+    lws closes those before any per-connection data exists (a NULL user
+    in CLOSED_HTTP once crashed the edge, and a restart drops every
+    customer's session). An open session lives on through them."""
+    import asyncio
+    import websockets
+
+    pid = edge_pid(node.vpsd)
+    hello = bytes.fromhex("160301002a0100002603030000")  # a ClientHello's start, cut short
+
+    async def run():
+        t = node.ledger.ticket(SERVICE, "acct-42", kind="serial")
+        async with websockets.connect(node.url("serial", t), ssl=cc.tls(), origin=node.origin,
+                                      compression=None) as ws:
+            await ws.send(b"before")
+            assert await asyncio.wait_for(ws.recv(), 10) == b"before"
+            for payload in (b"", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", hello, os.urandom(600)):
+                for _ in range(5):
+                    with socket.create_connection(("127.0.0.1", node.port), timeout=5) as s:
+                        if payload:
+                            s.sendall(payload)
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.5)
+            await ws.send(b"after")
+            assert await asyncio.wait_for(ws.recv(), 10) == b"after"
+
+    asyncio.run(run())
+    assert edge_pid(node.vpsd) == pid
+    assert "vpsd-edge exited" not in node.vpsd.log_text()
+
+
 def test_edge_runs_unprivileged_and_cannot_reach_guests_or_state(node):
     pid = edge_pid(node.vpsd)
     status = Path(f"/proc/{pid}/status").read_text()
