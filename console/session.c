@@ -56,6 +56,7 @@ struct edge_session {
         unsigned handles_open;
         struct chunk *out_head, *out_tail;
         size_t out_bytes;
+        struct chunk *in_hold; /* a frame's payload so far, toward the console */
         struct edge_session *prev, *next;
 };
 
@@ -110,6 +111,7 @@ static void session_free_if_done(struct edge_session *s)
 {
         if (s->wsi || s->handles_open)
                 return;
+        chunk_free(s->edge, s->in_hold);
         while (s->out_head) {
                 struct chunk *c = s->out_head;
                 s->out_head = c->next;
@@ -354,15 +356,12 @@ static void on_console_written(uv_write_t *req, int status)
         rx_resume_if_drained(s);
 }
 
-void edge_session_received(struct edge_session *s, const void *data, size_t len)
+static void console_write(struct edge_session *s, const void *data, size_t len)
 {
         uv_buf_t buf = uv_buf_init((char *)data, (unsigned)len);
         struct write_req *w;
         int n = 0;
 
-        if (s->state != SESSION_OPEN || len == 0)
-                return;
-        s->last_activity = uv_now(s->edge->loop);
         /* Straight to the socket when it takes it; copy only the rest. */
         if (uv_stream_get_write_queue_size((uv_stream_t *)&s->pipe) == 0) {
                 n = uv_try_write((uv_stream_t *)&s->pipe, &buf, 1);
@@ -392,6 +391,51 @@ void edge_session_received(struct edge_session *s, const void *data, size_t len)
                 lws_rx_flow_control(s->wsi, 0);
                 s->rx_paused = true;
         }
+}
+
+static void hold_flush(struct edge_session *s)
+{
+        struct chunk *h = s->in_hold;
+
+        s->in_hold = NULL;
+        if (s->state == SESSION_OPEN)
+                console_write(s, h->data, h->len);
+        chunk_free(s->edge, h);
+}
+
+/* A frame arrives in pieces, one a TLS record (16 KiB): the pieces of an
+ * unfinished frame are held, up to EDGE_READ_SIZE, and go to the console
+ * in one write when the frame ends. Each write wakes the guest's side, and
+ * a write a record cost the console (QEMU) four times the work of one a
+ * frame. A frame that is whole in one piece, as every keystroke and
+ * pointer move is, goes straight on. */
+void edge_session_received(struct edge_session *s, const void *data, size_t len)
+{
+        struct chunk *h = s->in_hold;
+        bool more;
+
+        if (s->state != SESSION_OPEN || len == 0)
+                return;
+        s->last_activity = uv_now(s->edge->loop);
+        more = lws_remaining_packet_payload(s->wsi) > 0;
+        if (h && h->len + len > EDGE_READ_SIZE) {
+                hold_flush(s);
+                h = NULL;
+                if (s->state != SESSION_OPEN)
+                        return;
+        }
+        if (!h && (!more || len >= EDGE_READ_SIZE || !(h = chunk_new(s->edge)))) {
+                console_write(s, data, len);
+                return;
+        }
+        if (!s->in_hold) {
+                h->len = 0;
+                s->in_hold = h;
+        }
+        memcpy(h->data + h->len, data, len);
+        h->len += len;
+        if (!more || h->len == EDGE_READ_SIZE)
+                hold_flush(s);
 }
 
 /* --- vpsd's answers --- */

@@ -233,6 +233,87 @@ def test_bulk_bytes_come_back_whole_and_in_order(node):
     assert largest <= 16 * 1024 - 4, largest
 
 
+def test_frames_of_every_size_and_a_frame_cut_mid_way_arrive_whole(node):
+    """The edge holds a frame's pieces (one a TLS record) and writes the
+    frame to the console when it ends, at most 64 KiB at a time: sizes
+    around the record and the hold, fragmented messages, and a frame whose
+    second half comes a while after its first all come back whole and in
+    order."""
+    import asyncio
+    import websockets
+
+    sizes = [1, 100, 16379, 16380, 16384, 65535, 65536, 65537, 200000, 3]
+    payloads = [os.urandom(n) for n in sizes]
+
+    async def run():
+        t = node.ledger.ticket(SERVICE, "acct-42", kind="serial")
+        async with websockets.connect(node.url("serial", t), ssl=cc.tls(), origin=node.origin, max_size=None,
+                                      compression=None) as ws:
+            async def fragments():
+                for p in payloads[:3]:
+                    await asyncio.sleep(0.05)
+                    yield p
+            sent = bytearray()
+            for p in payloads:
+                await ws.send(p)
+                sent += p
+            await ws.send(fragments())
+            sent += b"".join(payloads[:3])
+            got = bytearray()
+            while len(got) < len(sent):
+                got += await asyncio.wait_for(ws.recv(), 30)
+            return bytes(got) == bytes(sent)
+
+    assert asyncio.run(run())
+
+    # By hand: one masked frame of 40,000 bytes, its first 30,000 sent,
+    # then a pause, then the rest; a one-byte frame right behind it.
+    ticket = node.ledger.ticket(SERVICE, "acct-42", kind="serial")
+    raw = cc.tls().wrap_socket(socket.create_connection(("127.0.0.1", node.port), timeout=10))
+    raw.sendall((f"GET /console/serial?ticket={ticket} HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n"
+                 "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                 f"Sec-WebSocket-Version: 13\r\nOrigin: {node.origin}\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += raw.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+
+    def frame(payload):
+        mask = os.urandom(4)
+        n = len(payload)
+        length = bytes([0x80 | n]) if n < 126 else (bytes([0x80 | 126]) + n.to_bytes(2, "big") if n < 65536
+                                                     else bytes([0x80 | 127]) + n.to_bytes(8, "big"))
+        return b"\x82" + length + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+    big, tail = os.urandom(40000), b"!"
+    wire = frame(big)
+    raw.sendall(wire[:30000])
+    time.sleep(0.5)
+    raw.sendall(wire[30000:] + frame(tail))
+    def payloads_of(got):
+        """Server frames are unmasked: each header stripped, the payloads kept."""
+        data, i = b"", 0
+        while i + 2 <= len(got):
+            n, at = got[i + 1] & 0x7f, i + 2
+            if n == 126:
+                n, at = int.from_bytes(got[at:at + 2], "big"), at + 2
+            elif n == 127:
+                n, at = int.from_bytes(got[at:at + 8], "big"), at + 8
+            if at + n > len(got):
+                break
+            data, i = data + got[at:at + n], at + n
+        return data
+
+    got = b""
+    while len(payloads_of(got)) < len(big) + len(tail):
+        chunk = raw.recv(65536)
+        assert chunk, "the session closed"
+        got += chunk
+    raw.close()
+    data = payloads_of(got)
+    assert data == big + tail
+
+
 def test_vpsd_raises_its_open_file_limit_for_sessions(vpsd_factory):
     """vpsd keeps a copy of each console socket it passes: under a soft
     limit of 1024 (systemd's), 1,000 sessions would not fit beside its own
