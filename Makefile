@@ -206,7 +206,7 @@ integration: all
 # Benchmarks print a ratio against the peer measured in the same run.
 # Their C helpers (tests/bench/*.c) are built only for them.
 BENCH_BIN := $(patsubst tests/bench/%.c,$(BUILD)/bench/%,$(wildcard tests/bench/*.c))
-$(BUILD)/bench/%: tests/bench/%.c
+$(BUILD)/bench/%: tests/bench/%.c $(wildcard tests/bench/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LINK    $@")
 	$(Q)$(CC) $(CFLAGS) -o $@ $< $(shell pkg-config --libs libssl libcrypto)
