@@ -46,20 +46,11 @@
 
 static SSL_CTX *ctx;
 
-/* The receiving side of one session: a streaming frame parser. */
-struct rx {
-        unsigned char header[14];
-        size_t header_len;
-        uint64_t payload_left;
-        bool in_payload;
-        int opcode;
-        bool closed;
-};
-
 struct ws {
         int fd;
         SSL *ssl;
-        struct rx rx;
+        struct ws_rx rx;
+        bool closed; /* a close frame came */
 };
 
 static void die(const char *what)
@@ -85,34 +76,24 @@ static double cpu_s(void)
 }
 
 /* Feeds received bytes; returns how many of them were data-frame payload. */
-static uint64_t rx_feed(struct rx *r, const unsigned char *p, size_t n)
+static uint64_t rx_feed(struct ws *w, const unsigned char *p, size_t n)
 {
+        struct ws_rx *r = &w->rx;
         uint64_t data = 0;
 
         while (n) {
-                if (r->in_payload) {
+                if (r->payload_left) {
                         size_t take = r->payload_left < n ? (size_t)r->payload_left : n;
                         if (r->opcode <= 2)
                                 data += take;
                         r->payload_left -= take;
                         p += take;
                         n -= take;
-                        if (!r->payload_left)
-                                r->in_payload = false;
                         continue;
                 }
-                r->header[r->header_len++] = *p++;
                 n--;
-                if (r->header_len < 2 || r->header_len < ws_header_size(r->header))
-                        continue;
-                size_t mask_at;
-                uint64_t len = ws_payload_length(r->header, &mask_at);
-                r->opcode = r->header[0] & 0x0f;
-                if (r->opcode == 8)
-                        r->closed = true;
-                r->header_len = 0;
-                r->payload_left = len;
-                r->in_payload = len > 0;
+                if (ws_rx_header_byte(r, *p++) && r->opcode == 8)
+                        w->closed = true;
         }
         return data;
 }
@@ -205,8 +186,8 @@ static int ws_roundtrip(struct ws *w, const unsigned char *frame, size_t len, ui
                 int n = SSL_read(w->ssl, buf, sizeof(buf));
                 if (n <= 0)
                         return -1;
-                got += rx_feed(&w->rx, buf, (size_t)n);
-                if (w->rx.closed) {
+                got += rx_feed(w, buf, (size_t)n);
+                if (w->closed) {
                         errno = 0;
                         return -1;
                 }
@@ -239,7 +220,7 @@ static int run_throughput(struct ws *w, double seconds, size_t frame_size)
                 for (;;) {
                         int n = SSL_read(w->ssl, buf, sizeof(buf));
                         if (n > 0) {
-                                uint64_t d = rx_feed(&w->rx, buf, (size_t)n);
+                                uint64_t d = rx_feed(w, buf, (size_t)n);
                                 echoed += d;
                                 counted += d;
                                 continue;
@@ -249,7 +230,7 @@ static int run_throughput(struct ws *w, double seconds, size_t frame_size)
                                 break;
                         die("read");
                 }
-                if (w->rx.closed) {
+                if (w->closed) {
                         errno = 0;
                         die("the server closed the session");
                 }

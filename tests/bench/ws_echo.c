@@ -32,19 +32,9 @@
 #define BUF_SIZE (64 * 1024)
 #define HEADER_ROOM 10 /* an unmasked server frame's longest header */
 
-/* The receiving side: a streaming parser of masked client frames. */
-struct rx {
-        unsigned char header[14];
-        size_t header_len;
-        uint64_t payload_left;
-        unsigned char mask[4];
-        unsigned mask_at;
-        int opcode;
-};
-
 /* Unmasks the data frames' payload of in[0, n) into out; returns its
  * length, or -1 at a close frame. */
-static ssize_t rx_feed(struct rx *r, const unsigned char *in, size_t n, unsigned char *out)
+static ssize_t rx_feed(struct ws_rx *r, const unsigned char *in, size_t n, unsigned char *out)
 {
         size_t produced = 0;
 
@@ -73,18 +63,8 @@ static ssize_t rx_feed(struct rx *r, const unsigned char *in, size_t n, unsigned
                         n -= take;
                         continue;
                 }
-                r->header[r->header_len++] = *in++;
                 n--;
-                if (r->header_len < 2 || r->header_len < ws_header_size(r->header))
-                        continue;
-                size_t at;
-                uint64_t len = ws_payload_length(r->header, &at);
-                memcpy(r->mask, r->header + at, 4);
-                r->mask_at = 0;
-                r->opcode = r->header[0] & 0x0f;
-                r->header_len = 0;
-                r->payload_left = len;
-                if (r->opcode == 8)
+                if (ws_rx_header_byte(r, *in++) && r->opcode == 8)
                         return -1;
         }
         return (ssize_t)produced;
@@ -124,7 +104,7 @@ static bool handshake(SSL *ssl)
 static void serve(SSL *ssl)
 {
         static unsigned char in[BUF_SIZE], frame[HEADER_ROOM + BUF_SIZE];
-        struct rx rx = { 0 };
+        struct ws_rx rx = { 0 };
 
         if (!handshake(ssl))
                 return;
