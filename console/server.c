@@ -208,6 +208,16 @@ static int callback_console(struct lws *wsi, enum lws_callback_reasons reason, v
                 if (d->http_status)
                         return http_status_write(wsi, d->http_status);
                 return 0;
+        case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+                /* A keep-alive request's transaction is over (the upload's
+                 * answer called lws_http_transaction_completed()): lws
+                 * frees this per-connection data now and gives the next
+                 * transaction fresh data, so CLOSED_HTTP would never see
+                 * the upload; it ends here. */
+                if (d->upload)
+                        edge_upload_closed(d->upload);
+                d->upload = NULL;
+                return lws_callback_http_dummy(wsi, reason, user, in, len);
         case LWS_CALLBACK_CLOSED_HTTP:
                 if (d->upload)
                         edge_upload_closed(d->upload);

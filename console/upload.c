@@ -291,7 +291,9 @@ int edge_upload_writable(struct edge_upload *u)
         log_info("edge: upload answered", "session=%llu status=%d bytes=%llu", (unsigned long long)u->id,
                  u->status, (unsigned long long)u->written);
         /* Done with the connection once the client had the whole body;
-         * else after the answer (the rest of the body is dropped). */
+         * else after the answer (the rest of the body is dropped). On a
+         * keep-alive connection the transaction's end frees u (server.c,
+         * HTTP_DROP_PROTOCOL): nothing of it is touched after. */
         if (u->body_complete)
                 return lws_http_transaction_completed(u->wsi) ? -1 : 0;
         return 0;

@@ -11,7 +11,6 @@ import pwd
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import time
 import uuid
@@ -21,79 +20,19 @@ import pytest
 
 import console_client as cc
 import edge_harness
+from console_node import ConsoleNode, edge_pid
 
 SERVICE = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
 OTHER = "2c5f39cb-3fb2-42e3-994a-1127e4ddb538"
 
 
-def edge_pid(vpsd):
-    out = subprocess.run(["pgrep", "-P", str(vpsd.proc.pid), "-f", "vpsd-edge"], capture_output=True, text=True)
-    pids = [int(p) for p in out.stdout.split()]
-    return pids[0] if pids else None
-
-
-class ConsoleNode:
-    def __init__(self, vpsd, ledger, port):
-        self.vpsd = vpsd
-        self.ledger = ledger
-        self.port = port
-        self.targets = []
-
-    @property
-    def origin(self):
-        return f"https://127.0.0.1:{self.port}"
-
-    def url(self, kind, ticket):
-        return f"wss://127.0.0.1:{self.port}/console/{kind}?ticket={ticket}"
-
-    def db(self):
-        return sqlite3.connect(self.vpsd.state_dir / "vpsd.db")
-
-    def add_service(self, u, account="acct-42", state="running"):
-        """A service row as provision leaves it, and a run folder as QEMU's
-        user makes it, with test servers on its console sockets."""
-        now = int(time.time())
-        with self.db() as db:
-            db.execute("INSERT INTO services (uuid, account_id, hostname, state, vcpus, memory_mib, disk_gib, "
-                       "port_speed_mbit, template, mac, created_at, updated_at) VALUES "
-                       "(?, ?, 'web1', ?, 1, 256, 1, 100, 'tiny', ?, ?, ?)",
-                       (u, account, state, "52:54:00:%02x:%02x:%02x" % tuple(os.urandom(3)), now, now))
-        run = self.vpsd.root / "guests" / u
-        run.mkdir(parents=True)
-        vnc = edge_harness.EchoTarget(run / "vnc.sock", greeting=b"RFB 003.008\n")
-        serial = edge_harness.EchoTarget(run / "serial.sock")
-        self.targets += [vnc, serial]
-        try:
-            qemu = pwd.getpwnam("libvirt-qemu")
-            for p in (run, run / "vnc.sock", run / "serial.sock"):
-                os.chown(p, qemu.pw_uid, qemu.pw_gid)
-        except KeyError:
-            pass
-        os.chmod(run, 0o750)
-        return run
-
-    def set_state(self, u, state, busy=None):
-        with self.db() as db:
-            db.execute("UPDATE services SET state = ?, busy_operation = ? WHERE uuid = ?", (state, busy, u))
-
-    def open(self, kind, ticket, **kw):
-        return cc.session(self.url(kind, ticket), self.origin, **kw)
-
-
 @pytest.fixture
 def node(vpsd_factory, tmp_path):
     v = vpsd_factory()
-    ledger = cc.Ledger()
-    key = ledger.public_pem(v.root / "ledger.pub")
-    port = edge_harness.free_port()
-    v.start(console_listen=f"127.0.0.1:{port}", ledger_public_key=key, guest_run_dir=v.root / "guests",
-            console_max_failed_tickets=50)
-    v.wait_log("console ready")
-    n = ConsoleNode(v, ledger, port)
+    n = ConsoleNode.start(v, console_max_failed_tickets=50)
     n.add_service(SERVICE)
     yield n
-    for t in n.targets:
-        t.close()
+    n.close_targets()
     assert v.stop() == 0, v.log_text()
 
 
@@ -207,28 +146,9 @@ def test_bulk_bytes_come_back_whole_and_in_order(node):
     """Megabytes both ways through the edge's framing (a console read cut
     into frames of one TLS record, written straight out or on
     writability) and its backpressure: the echo is exactly what was sent."""
-    import asyncio
-    import websockets
-
     data = os.urandom(8 << 20)
-
-    async def run():
-        t = node.ledger.ticket(SERVICE, "acct-42", kind="serial")
-        async with websockets.connect(node.url("serial", t), ssl=cc.tls(), origin=node.origin, max_size=None,
-                                      compression=None) as ws:
-            async def send():
-                for i in range(0, len(data), 65536):
-                    await ws.send(data[i:i + 65536])
-            sender = asyncio.ensure_future(send())
-            got, sizes = bytearray(), set()
-            while len(got) < len(data):
-                frame = await asyncio.wait_for(ws.recv(), 30)
-                sizes.add(len(frame))
-                got += frame
-            await sender
-            return bytes(got), max(sizes)
-
-    got, largest = asyncio.run(run())
+    t = node.ledger.ticket(SERVICE, "acct-42", kind="serial")
+    got, largest = cc.echo_bulk(node.url("serial", t), node.origin, data)
     assert got == data
     assert largest <= 16 * 1024 - 4, largest
 

@@ -1,6 +1,6 @@
 """What the console tests share: a ledger that mints tickets (Ed25519, the
-format of docs/console.md) and a websocket client that tells a session
-from a refusal."""
+format of docs/console.md), a websocket client that tells a session from a
+refusal, and a bulk echo through a session."""
 
 import asyncio
 import base64
@@ -81,3 +81,25 @@ async def _session(url, origin, send=None, expect=None, timeout=15):
 
 def session(url, origin, **kw):
     return asyncio.run(_session(url, origin, **kw))
+
+
+async def _echo_bulk(url, origin, data, frame=65536, timeout=30):
+    """Sends data in frames of frame bytes while reading what comes back;
+    returns (the bytes received once as many as were sent, the largest
+    frame received)."""
+    async with websockets.connect(url, ssl=tls(), origin=origin, max_size=None, compression=None) as ws:
+        async def send():
+            for i in range(0, len(data), frame):
+                await ws.send(data[i:i + frame])
+        sender = asyncio.ensure_future(send())
+        got, largest = bytearray(), 0
+        while len(got) < len(data):
+            piece = await asyncio.wait_for(ws.recv(), timeout)
+            largest = max(largest, len(piece))
+            got += piece
+        await sender
+        return bytes(got), largest
+
+
+def echo_bulk(url, origin, data, **kw):
+    return asyncio.run(_echo_bulk(url, origin, data, **kw))
