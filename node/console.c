@@ -23,6 +23,7 @@
 
 #define RESTART_MIN_MS 500
 #define RESTART_MAX_MS 30000
+#define STOP_DEADLINE_MS 10000 /* for the edge to stop when vpsd does */
 #define FAILURE_WINDOW_S 60
 #define FAILURE_TABLE_SIZE 4096
 #define EDGE_ARGS_MAX 40
@@ -444,7 +445,8 @@ static void on_lost(const struct error *err, void *userdata)
                 log_error("console: the edge's link is lost; killing it", "error=\"%s\"", err ? err->msg : "");
         c->link = edge_link_close(c->link);
         uploads_abort_all(c);
-        if (c->process_alive)
+        /* While vpsd stops, the edge closing its end is it stopping. */
+        if (c->process_alive && !c->stopping)
                 uv_process_kill(&c->process, SIGKILL);
 }
 
@@ -467,6 +469,15 @@ static void on_restart(uv_timer_t *t)
         edge_spawn(t->data);
 }
 
+static void on_stop_deadline(uv_timer_t *t)
+{
+        struct console *c = t->data;
+
+        log_error("console: vpsd-edge did not stop in time; killing it", "after_ms=%u", STOP_DEADLINE_MS);
+        if (c->process_alive)
+                uv_process_kill(&c->process, SIGKILL);
+}
+
 static void on_edge_exit(uv_process_t *p, int64_t status, int term_signal)
 {
         struct console *c = p->data;
@@ -477,8 +488,15 @@ static void on_edge_exit(uv_process_t *p, int64_t status, int term_signal)
         sessions_drop_all(c);
         uploads_abort_all(c);
         uv_close((uv_handle_t *)p, handle_closed);
-        if (c->stopping)
+        if (c->stopping) {
+                if (status || term_signal)
+                        log_warn("console: vpsd-edge stopped badly", "status=%lld signal=%d", (long long)status,
+                                 term_signal);
+                else
+                        log_info("console: vpsd-edge stopped");
+                uv_close((uv_handle_t *)&c->restart, handle_closed);
                 return;
+        }
         log_error("console: vpsd-edge exited; restarting it", "status=%lld signal=%d restart_in_ms=%u",
                   (long long)status, term_signal, c->restart_ms);
         /* A crash loop backs off; an edge that served a minute starts over. */
@@ -719,12 +737,18 @@ struct console *console_stop(struct console *c)
                 return NULL;
         c->stopping = true;
         c->useradd = command_cancel(c->useradd);
-        c->link = edge_link_close(c->link);
         sessions_drop_all(c);
         uploads_abort_all(c);
-        if (c->process_alive)
+        /* The edge hears SIGTERM while its link still stands, so it stops
+         * as asked (status 0) rather than as after vpsd's crash; its exit
+         * closes the link and the timer (on_edge_exit). */
+        if (c->process_alive) {
                 uv_process_kill(&c->process, SIGTERM);
-        uv_close((uv_handle_t *)&c->restart, handle_closed);
+                uv_timer_start(&c->restart, on_stop_deadline, STOP_DEADLINE_MS, 0);
+        } else {
+                c->link = edge_link_close(c->link);
+                uv_close((uv_handle_t *)&c->restart, handle_closed);
+        }
         uv_close((uv_handle_t *)&c->sweep, handle_closed);
         return NULL;
 }

@@ -172,6 +172,9 @@ def test_edge_valgrind_clean_through_real_use(vpsd_factory, tmp_path):
 
     assert status == 0, v.log_text()
     assert "vpsd-edge exited" not in v.log_text(), v.log_text()
+    # Asked to stop while its link stood: it stopped as asked, status 0.
+    assert "console: vpsd-edge stopped\"" in v.log_text(), v.log_text()
+    assert "link to vpsd is gone" not in v.log_text(), v.log_text()
     found = sorted(logs.glob("edge.*.log"))
     assert [p.name for p in found] == [f"edge.{pid}.log"], found
     report = found[0].read_text()
