@@ -11,7 +11,6 @@ import pwd
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import time
 import uuid
@@ -20,81 +19,21 @@ from pathlib import Path
 import pytest
 
 import console_client as cc
+import console_node
 import edge_harness
+from console_node import edge_pid
 
 SERVICE = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
 OTHER = "2c5f39cb-3fb2-42e3-994a-1127e4ddb538"
 
 
-def edge_pid(vpsd):
-    out = subprocess.run(["pgrep", "-P", str(vpsd.proc.pid), "-f", "vpsd-edge"], capture_output=True, text=True)
-    pids = [int(p) for p in out.stdout.split()]
-    return pids[0] if pids else None
-
-
-class ConsoleNode:
-    def __init__(self, vpsd, ledger, port):
-        self.vpsd = vpsd
-        self.ledger = ledger
-        self.port = port
-        self.targets = []
-
-    @property
-    def origin(self):
-        return f"https://127.0.0.1:{self.port}"
-
-    def url(self, kind, ticket):
-        return f"wss://127.0.0.1:{self.port}/console/{kind}?ticket={ticket}"
-
-    def db(self):
-        return sqlite3.connect(self.vpsd.state_dir / "vpsd.db")
-
-    def add_service(self, u, account="acct-42", state="running"):
-        """A service row as provision leaves it, and a run folder as QEMU's
-        user makes it, with test servers on its console sockets."""
-        now = int(time.time())
-        with self.db() as db:
-            db.execute("INSERT INTO services (uuid, account_id, hostname, state, vcpus, memory_mib, disk_gib, "
-                       "port_speed_mbit, template, mac, created_at, updated_at) VALUES "
-                       "(?, ?, 'web1', ?, 1, 256, 1, 100, 'tiny', ?, ?, ?)",
-                       (u, account, state, "52:54:00:%02x:%02x:%02x" % tuple(os.urandom(3)), now, now))
-        run = self.vpsd.root / "guests" / u
-        run.mkdir(parents=True)
-        vnc = edge_harness.EchoTarget(run / "vnc.sock", greeting=b"RFB 003.008\n")
-        serial = edge_harness.EchoTarget(run / "serial.sock")
-        self.targets += [vnc, serial]
-        try:
-            qemu = pwd.getpwnam("libvirt-qemu")
-            for p in (run, run / "vnc.sock", run / "serial.sock"):
-                os.chown(p, qemu.pw_uid, qemu.pw_gid)
-        except KeyError:
-            pass
-        os.chmod(run, 0o750)
-        return run
-
-    def set_state(self, u, state, busy=None):
-        with self.db() as db:
-            db.execute("UPDATE services SET state = ?, busy_operation = ? WHERE uuid = ?", (state, busy, u))
-
-    def open(self, kind, ticket, **kw):
-        return cc.session(self.url(kind, ticket), self.origin, **kw)
-
-
 @pytest.fixture
-def node(vpsd_factory, tmp_path):
-    v = vpsd_factory()
-    ledger = cc.Ledger()
-    key = ledger.public_pem(v.root / "ledger.pub")
-    port = edge_harness.free_port()
-    v.start(console_listen=f"127.0.0.1:{port}", ledger_public_key=key, guest_run_dir=v.root / "guests",
-            console_max_failed_tickets=50)
-    v.wait_log("console ready")
-    n = ConsoleNode(v, ledger, port)
+def node(vpsd_factory):
+    n = console_node.start(vpsd_factory, console_max_failed_tickets=50)
     n.add_service(SERVICE)
     yield n
-    for t in n.targets:
-        t.close()
-    assert v.stop() == 0, v.log_text()
+    n.close_targets()
+    assert n.vpsd.stop() == 0, n.vpsd.log_text()
 
 
 def test_valid_tickets_reach_the_consoles(node):
@@ -165,21 +104,14 @@ def test_origin_checked(node):
 
 
 def test_failed_tickets_per_address_are_limited(vpsd_factory):
-    v = vpsd_factory()
-    ledger = cc.Ledger()
-    port = edge_harness.free_port()
-    v.start(console_listen=f"127.0.0.1:{port}", ledger_public_key=ledger.public_pem(v.root / "l.pub"),
-            guest_run_dir=v.root / "guests", console_max_failed_tickets=3)
-    v.wait_log("console ready")
-    n = ConsoleNode(v, ledger, port)
+    n = console_node.start(vpsd_factory, console_max_failed_tickets=3)
     n.add_service(SERVICE)
     for _ in range(3):
         assert n.open("vnc", cc.Ledger().ticket(SERVICE, "acct-42"))[:2] == ("closed", cc.REFUSED)
-    assert n.open("vnc", ledger.ticket(SERVICE, "acct-42"))[:2] == ("closed", cc.REFUSED)
-    assert "too many failed tickets from this address" in v.log_text()
-    for t in n.targets:
-        t.close()
-    assert v.stop() == 0
+    assert n.open("vnc", n.ledger.ticket(SERVICE, "acct-42"))[:2] == ("closed", cc.REFUSED)
+    assert "too many failed tickets from this address" in n.vpsd.log_text()
+    n.close_targets()
+    assert n.vpsd.stop() == 0
 
 
 def test_sessions_per_service_are_limited(node):
