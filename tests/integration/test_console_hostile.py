@@ -1,0 +1,388 @@
+"""vpsd-edge against hostile clients. The edge is the one process that
+parses bytes from the internet, and a crash restarts it and drops every
+customer's console session: no input may kill it or stall its loop. Each
+test holds one good serial session open through its abuse and checks at
+the end that the edge is the same process (vpsd never restarted it), that
+the held session still echoes, and that a new session still opens. The
+abuse: malformed and oversized HTTP, bad websocket handshakes, frames that
+break RFC 6455 on a granted session, TLS garbage, renegotiation and
+half-open handshakes, slow readers against a console that floods, and bad
+ISO uploads."""
+
+import concurrent.futures
+import http.client
+import os
+import socket
+import ssl
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import console_client as cc
+import console_node
+from console_node import edge_pid
+
+SERVICE = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
+ACCOUNT = "acct-42"
+
+
+# ------------------------------------------------------------- raw clients
+
+def tls_connect(port, timeout=5):
+    return cc.tls().wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=timeout))
+
+
+def frame(opcode, payload=b"", fin=True, rsv=0, mask=True, length=None):
+    """A client frame, as RFC 6455 wants it unless told otherwise: rsv bits,
+    no mask, or a length that is not the payload's."""
+    n = len(payload) if length is None else length
+    head = bytes([(0x80 if fin else 0) | (rsv << 4) | opcode])
+    m = 0x80 if mask else 0
+    if n < 126:
+        head += bytes([m | n])
+    elif n < 65536:
+        head += bytes([m | 126]) + n.to_bytes(2, "big")
+    else:
+        head += bytes([m | 127]) + n.to_bytes(8, "big")
+    if not mask:
+        return head + payload
+    key = os.urandom(4)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def status_of(response):
+    """The status code of an HTTP answer, None when there was none."""
+    if not response.startswith(b"HTTP/1."):
+        return None
+    try:
+        return int(response.split(b" ", 2)[1])
+    except (IndexError, ValueError):
+        return None
+
+
+class RawWs:
+    """A websocket by hand over TLS, so that its handshake and frames can
+    be wrong on purpose."""
+
+    def __init__(self, port, path, headers=None, host=True, extra=b""):
+        self.sock = tls_connect(port)
+        self.buf = b""
+        if headers is None:
+            headers = {"Upgrade": "websocket", "Connection": "Upgrade",
+                       "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==", "Sec-WebSocket-Version": "13",
+                       "Origin": f"https://127.0.0.1:{port}"}
+        request = f"GET {path} HTTP/1.1\r\n" + (f"Host: 127.0.0.1:{port}\r\n" if host else "")
+        request += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        self.head = b""
+        try:
+            self.sock.sendall(request.encode() + extra)
+            while b"\r\n\r\n" not in self.head:
+                d = self.sock.recv(1)
+                if not d:
+                    break
+                self.head += d
+        except OSError:
+            pass
+
+    @property
+    def upgraded(self):
+        return self.head.startswith(b"HTTP/1.1 101")
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _need(self, n):
+        while len(self.buf) < n:
+            d = self.sock.recv(65536)
+            if not d:
+                raise EOFError
+            self.buf += d
+
+    def read_frame(self, timeout=5):
+        self.sock.settimeout(timeout)
+        self._need(2)
+        op, n, at = self.buf[0] & 0x0f, self.buf[1] & 0x7f, 2
+        if n == 126:
+            self._need(4)
+            n, at = int.from_bytes(self.buf[2:4], "big"), 4
+        elif n == 127:
+            self._need(10)
+            n, at = int.from_bytes(self.buf[2:10], "big"), 10
+        self._need(at + n)
+        payload, self.buf = self.buf[at:at + n], self.buf[at + n:]
+        return op, payload
+
+    def echo(self, data, timeout=10):
+        """Sends data in one binary frame; returns what the echo target sent back."""
+        self.send(frame(2, data))
+        got = b""
+        while len(got) < len(data):
+            op, p = self.read_frame(timeout)
+            if op == 8:
+                raise EOFError(f"closed: {p!r}")
+            if op in (0, 1, 2):
+                got += p
+        return got
+
+    def outcome(self, timeout=3):
+        """What the edge does next, data frames collected: ("close", code,
+        data), ("eof", data) when it hung up without a close frame, or
+        ("open", data) when it did neither in time."""
+        data = b""
+        try:
+            while True:
+                op, p = self.read_frame(timeout)
+                if op == 8:
+                    return ("close", int.from_bytes(p[:2], "big") if len(p) >= 2 else None, data)
+                if op in (0, 1, 2):
+                    data += p
+        except (socket.timeout, TimeoutError):
+            return ("open", data)
+        except (EOFError, OSError):
+            return ("eof", data)
+
+    def close(self):
+        self.sock.close()
+
+
+def exchange(port, payload, wait=3.0, hang_up=False):
+    """Sends payload on a new TLS connection and reads until the edge
+    closes or wait runs out: ("closed" or "open", what came back). With
+    hang_up, closes right after sending."""
+    try:
+        s = tls_connect(port)
+    except OSError as e:
+        return ("refused", repr(e).encode())
+    try:
+        s.sendall(payload)
+        if hang_up:
+            return ("hung up", b"")
+        s.settimeout(wait)
+        got = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                return ("closed", got)
+            got += d
+    except (socket.timeout, TimeoutError):
+        return ("open", got)
+    except OSError:
+        return ("closed", got)
+    finally:
+        s.close()
+
+
+def exchange_all(port, payloads, **kw):
+    """exchange() for each payload, a few at a time: {name: result}."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        futures = {name: pool.submit(exchange, port, p, **kw) for name, p in payloads.items()}
+        return {name: f.result() for name, f in futures.items()}
+
+
+def edge_rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+# ------------------------------------------------------------ the fixtures
+
+@pytest.fixture
+def node(vpsd_factory):
+    # Every session here may be refused: no address limit on failed
+    # tickets, and room for many sessions of one service.
+    n = console_node.start(vpsd_factory, console_max_failed_tickets=10000, console_max_sessions_per_service=64)
+    n.add_service(SERVICE)
+    yield n
+    n.close_targets()
+    assert n.vpsd.stop() == 0, n.vpsd.log_text()
+
+
+class Held:
+    """A good serial session opened before the abuse, and the edge's pid then."""
+
+    def __init__(self, node):
+        self.node = node
+        self.pid = edge_pid(node.vpsd)
+        assert self.pid
+        self.ws = self.session()
+        assert self.ws.echo(b"before") == b"before"
+        self.checked = False
+
+    def session(self, kind="serial"):
+        ws = RawWs(self.node.port, f"/console/{kind}?ticket={self.node.ledger.ticket(SERVICE, ACCOUNT, kind=kind)}")
+        assert ws.upgraded, ws.head
+        return ws
+
+    def survived(self):
+        """The edge was neither restarted nor stalled: same pid, nothing in
+        vpsd's log about its exit, the held session echoes, a new one opens."""
+        self.checked = True
+        log = self.node.vpsd.log_text()
+        assert "vpsd-edge exited" not in log, log[-6000:]
+        assert edge_pid(self.node.vpsd) == self.pid, "vpsd-edge was restarted"
+        data = os.urandom(1000)
+        assert self.ws.echo(data) == data
+        fresh = self.session()
+        assert fresh.echo(b"fresh") == b"fresh"
+        fresh.close()
+
+
+@pytest.fixture
+def held(node):
+    h = Held(node)
+    yield h
+    # A test that failed before its own check still says whether the edge lived.
+    if not h.checked:
+        h.survived()
+    h.ws.close()
+
+
+# --------------------------------------------------------------------- HTTP
+
+def test_malformed_and_oversized_requests(node, held):
+    """Oversized request lines and headers, many headers, a header without
+    a colon, NUL bytes, no Host, unknown methods, chunked garbage: none is
+    served a page (a 2xx), and the oversized ones are cut off at once."""
+    host = f"Host: 127.0.0.1:{node.port}\r\n".encode()
+    oversized = {
+        "request line of 100 KiB": b"GET /" + b"a" * (100 << 10) + b" HTTP/1.1\r\n" + host + b"\r\n",
+        "header of 100 KiB": b"GET /vnc.html HTTP/1.1\r\n" + host + b"X-Big: " + b"b" * (100 << 10) + b"\r\n\r\n",
+        "5,000 headers": b"GET /vnc.html HTTP/1.1\r\n" + host + b"".join(b"X-H%d: v\r\n" % i for i in range(5000))
+                         + b"\r\n",
+        "a path of 8 KiB": b"GET /" + b"a/" * 4096 + b" HTTP/1.1\r\n" + host + b"\r\n",
+    }
+    refused = {
+        "header without a colon": b"GET /vnc.html HTTP/1.1\r\n" + host + b"NoColonHere\r\n\r\n",
+        "NUL in the path": b"GET /vnc.html\x00.png HTTP/1.1\r\n" + host + b"\r\n",
+        "NUL in a header": b"GET /vnc.html HTTP/1.1\r\n" + host + b"X-A: a\x00b\r\n\r\n",
+        "unknown method": b"BREW /vnc.html HTTP/1.1\r\n" + host + b"\r\n",
+        "DELETE": b"DELETE /vnc.html HTTP/1.1\r\n" + host + b"\r\n",
+        "OPTIONS *": b"OPTIONS * HTTP/1.1\r\n" + host + b"\r\n",
+        "binary garbage": os.urandom(4000),
+        "a request line alone": b"GET\r\n\r\n",
+    }
+    survivable = {
+        "HTTP/9.9": b"GET /vnc.html HTTP/9.9\r\n" + host + b"\r\n",
+        "no Host": b"GET /vnc.html HTTP/1.1\r\n\r\n",
+        "chunked garbage": b"POST /vnc.html HTTP/1.1\r\n" + host + b"Transfer-Encoding: chunked\r\n\r\n"
+                           b"zzzz\r\nxx\r\nffffffffffffffffffffff\r\n\r\n",
+        "chunked upload garbage": b"PUT /iso/upload?ticket=x HTTP/1.1\r\n" + host +
+                                  b"Transfer-Encoding: chunked\r\n\r\n-1\r\nxx\r\n0\r\n\r\n",
+        "three pipelined": (b"GET /vnc.html HTTP/1.1\r\n" + host + b"\r\n") * 3,
+        "negative Content-Length": b"POST /vnc.html HTTP/1.1\r\n" + host + b"Content-Length: -5\r\n\r\nabc",
+        "two Content-Lengths": b"POST /vnc.html HTTP/1.1\r\n" + host + b"Content-Length: 3\r\nContent-Length: 9\r\n"
+                               b"\r\nabc",
+    }
+    results = exchange_all(node.port, {**oversized, **refused, **survivable}, wait=2)
+    for name in oversized:
+        how, answer = results[name]
+        assert how == "closed" and (status_of(answer) or 400) >= 400, (name, results[name])
+    for name in refused:
+        how, answer = results[name]
+        assert not 200 <= (status_of(answer) or 0) < 300, (name, results[name])
+    # A body promised and never sent, the connection then dropped.
+    for length in (b"100000", b"99999999999999999999", b"18446744073709551615"):
+        for target in (b"/vnc.html", b"/iso/upload?ticket=x", b"/console/serial"):
+            exchange(node.port, b"POST " + target + b" HTTP/1.1\r\n" + host + b"Content-Length: " + length +
+                     b"\r\n\r\nabc", hang_up=True)
+    held.survived()
+
+
+def test_paths_that_climb_out_of_the_web_folder(node, held):
+    """Traversal spelt every way lws or a file system might undo: nothing
+    outside the web folder is served."""
+    secret = "root:x:0:0"
+    assert secret in Path("/etc/passwd").read_text()
+    host = f"Host: 127.0.0.1:{node.port}\r\n".encode()
+    paths = ["/../../../../../../etc/passwd", "/novnc/../../../../../../etc/passwd",
+             "/%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/novnc/%2e%2e%2f%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+             "/..%2f..%2f..%2f..%2f..%2fetc/passwd", "/%252e%252e/%252e%252e/etc/passwd",
+             "/..\\..\\..\\..\\..\\etc\\passwd", "/novnc\\..\\..\\..\\..\\etc\\passwd",
+             "/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd", "//etc/passwd", "/./././../../../../etc/passwd",
+             "/etc/passwd", "/novnc/....//....//....//etc/passwd", "/vnc.html/../../../../../etc/passwd",
+             "/console/../../../../etc/passwd", "/iso/../../../../etc/passwd",
+             "/iso/upload/../../../../../etc/passwd?ticket=x"]
+    payloads = {p: f"GET {p} HTTP/1.1\r\n".encode() + host + b"Connection: close\r\n\r\n" for p in paths}
+    for name, (how, answer) in exchange_all(node.port, payloads, wait=2).items():
+        assert secret.encode() not in answer, name
+        assert status_of(answer) != 200, (name, answer[:200])
+    # The pages themselves are still served.
+    how, answer = exchange(node.port, b"GET /vnc.html HTTP/1.1\r\n" + host + b"Connection: close\r\n\r\n")
+    assert status_of(answer) == 200
+    held.survived()
+
+
+def test_query_strings_with_huge_or_repeated_tickets(node, held):
+    """Tickets of 10 and 100 KiB, 2,000 ticket= arguments, and a good
+    ticket behind a bad one, over plain HTTP and as websockets: no
+    session, and the good ticket is not spent by any of them."""
+    host = f"Host: 127.0.0.1:{node.port}\r\n".encode()
+    good = node.ledger.ticket(SERVICE, ACCOUNT, kind="serial")
+    queries = {
+        "10 KiB ticket": "ticket=" + "A" * (10 << 10),
+        "100 KiB ticket": "ticket=" + "A" * (100 << 10),
+        "2,000 tickets": "&".join(["ticket=x"] * 2000),
+        "bad before good": f"ticket=x&ticket={good}",
+        "empty name": "=&&&=&ticket",
+        "percent garbage": "ticket=%zz%00%ff%",
+    }
+    payloads = {name: f"GET /console/serial?{q} HTTP/1.1\r\n".encode() + host + b"\r\n"
+                for name, q in queries.items()}
+    payloads.update({"upload " + name: f"PUT /iso/upload?{q} HTTP/1.1\r\n".encode() + host +
+                     b"Content-Length: 0\r\n\r\n" for name, q in queries.items()})
+    for name, (how, answer) in exchange_all(node.port, payloads, wait=2).items():
+        assert not 200 <= (status_of(answer) or 0) < 300, (name, answer[:200])
+    for name, q in queries.items():
+        ws = RawWs(node.port, f"/console/serial?{q}")
+        if ws.upgraded:
+            assert ws.outcome()[:2] == ("close", cc.REFUSED), name
+        ws.close()
+    ws = RawWs(node.port, f"/console/serial?ticket={good}")
+    assert ws.upgraded and ws.echo(b"good") == b"good"
+    ws.close()
+    held.survived()
+
+
+def test_requests_whose_client_is_gone_before_they_are_read(node, held):
+    """A websocket upgrade or an upload sent and the connection reset at
+    once: by the time the edge reads the request, the peer has no address
+    (getpeername fails). Its ticket must not go to vpsd with an address
+    that is an error message (vpsd takes a malformed message for a
+    compromised edge and kills it)."""
+    host = f"Host: 127.0.0.1:{node.port}\r\n"
+    upgrade = (f"GET /console/serial?ticket={{}} HTTP/1.1\r\n{host}Upgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               f"Origin: https://127.0.0.1:{node.port}\r\n\r\n")
+    upload = f"PUT /iso/upload?ticket={{}} HTTP/1.1\r\n{host}Content-Length: 10\r\n\r\n"
+    for i in range(60):
+        s = tls_connect(node.port)
+        request = (upgrade if i % 2 else upload).format(node.ledger.ticket(SERVICE, ACCOUNT, kind="serial"))
+        s.sendall(request.encode())
+        # A reset, not a FIN: the kernel forgets the peer at once.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    time.sleep(0.5)
+    held.survived()
+
+
+def test_tickets_with_bytes_the_link_does_not_carry(node, held):
+    """lws decodes %XX (and + in queries) in a ticket; the link to vpsd
+    carries printable ASCII without spaces, and vpsd takes anything else
+    for a compromised edge. Such a ticket is refused like any bad one."""
+    host = f"Host: 127.0.0.1:{node.port}\r\n".encode()
+    tickets = ["a%20b", "a+b", "%ff%fe", "%0d%0aX-Injected:%201", "%7f", "a%09b", "%01", "%c3%a9"]
+    for t in tickets:
+        ws = RawWs(node.port, f"/console/serial?ticket={t}")
+        assert ws.upgraded, (t, ws.head)
+        assert ws.outcome()[:2] == ("close", cc.REFUSED), t
+        ws.close()
+        how, answer = exchange(node.port, f"PUT /iso/upload?ticket={t}&label={t} HTTP/1.1\r\n".encode() + host +
+                               f"X-Label: {t}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode(), wait=5)
+        assert status_of(answer) == 403, (t, answer[:300])
+    held.survived()
