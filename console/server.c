@@ -7,6 +7,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
 #include "common/log.h"
@@ -41,6 +42,20 @@ static bool origin_allowed(struct lws *wsi)
                 return false;
         snprintf(own, sizeof(own), "https://%s", host);
         return strcmp(origin, own) == 0;
+}
+
+/* RFC 6455's handshake as every browser sends it: version 13 and a key of
+ * 16 bytes in base64. lws serves any other version (a draft's, a number
+ * it cannot parse) as 13, and any key: one way of speaking is the one to
+ * harden. */
+static bool handshake_acceptable(struct lws *wsi)
+{
+        char version[8], key[32], raw[32];
+
+        if (lws_hdr_copy(wsi, version, sizeof(version), WSI_TOKEN_VERSION) <= 0 || strcmp(version, "13") != 0)
+                return false;
+        return lws_hdr_copy(wsi, key, sizeof(key), WSI_TOKEN_KEY) == 24 &&
+               lws_b64_decode_string(key, raw, sizeof(raw)) == 16;
 }
 
 /* Paths of pages and scripts: letters, digits and "/._-", no "..": the
@@ -226,14 +241,26 @@ static int callback_console(struct lws *wsi, enum lws_callback_reasons reason, v
         struct ws_data *d = user;
         char uri[256];
 
-        /* lws closes a connection that never got as far as HTTP (a bare
-         * connect, plain text, a TLS hello cut short) with CLOSED_HTTP
-         * and no per-connection data: nothing of ours to end. */
-        if (!d && reason != LWS_CALLBACK_FILTER_HTTP_CONNECTION)
-                return lws_callback_http_dummy(wsi, reason, user, in, len);
+        /* Before any per-connection data exists: */
         switch (reason) {
         case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
                 return !path_acceptable(in);
+        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+                /* lws would also take "Upgrade: h2c" and speak HTTP/2 on
+                 * the connection, ALPN's http/1.1 notwithstanding (RFC 7540
+                 * forbids h2c over TLS): a second protocol stack, and
+                 * websockets over h2 streams, for nothing a browser needs
+                 * here. Anything but a websocket is hung up on. */
+                return strcasecmp(in, "websocket") == 0 ? 0 : -1;
+        default:
+                break;
+        }
+        /* lws closes a connection that never got as far as HTTP (a bare
+         * connect, plain text, a TLS hello cut short) with CLOSED_HTTP
+         * and no per-connection data: nothing of ours to end. */
+        if (!d)
+                return lws_callback_http_dummy(wsi, reason, user, in, len);
+        switch (reason) {
         case LWS_CALLBACK_HTTP:
                 if (http_upload(wsi, d) < 0)
                         return -1;
@@ -264,6 +291,10 @@ static int callback_console(struct lws *wsi, enum lws_callback_reasons reason, v
                 d->upload = NULL;
                 return 0;
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+                if (!handshake_acceptable(wsi)) {
+                        log_info("edge: websocket refused: not an RFC 6455 handshake");
+                        return 1;
+                }
                 if (!origin_allowed(wsi)) {
                         lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_ORIGIN);
                         log_info("edge: websocket refused: origin not allowed", "origin=\"%s\"", uri);
