@@ -12,6 +12,7 @@ ISO uploads."""
 import concurrent.futures
 import http.client
 import os
+import shlex
 import socket
 import ssl
 import struct
@@ -116,11 +117,12 @@ class RawWs:
         payload, self.buf = self.buf[at:at + n], self.buf[at + n:]
         return op, payload
 
-    def echo(self, data, timeout=10):
-        """Sends data in one binary frame; returns what the echo target sent back."""
+    def echo(self, data, timeout=10, before=b""):
+        """Sends data in one binary frame; returns what the echo target sent
+        back, as much as data and what was sent before it."""
         self.send(frame(2, data))
         got = b""
-        while len(got) < len(data):
+        while len(got) < len(before) + len(data):
             op, p = self.read_frame(timeout)
             if op == 8:
                 raise EOFError(f"closed: {p!r}")
@@ -385,7 +387,7 @@ def test_tickets_with_bytes_the_link_does_not_carry(node, held):
         assert ws.upgraded, (t, ws.head)
         assert ws.outcome()[:2] == ("close", cc.REFUSED), t
         ws.close()
-        how, answer = exchange(node.port, f"PUT /iso/upload?ticket={t}&label={t} HTTP/1.1\r\n".encode() + host +
+        how, answer = exchange(node.port, f"POST /iso/upload?ticket={t}&label={t} HTTP/1.1\r\n".encode() + host +
                                f"X-Label: {t}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode(), wait=5)
         assert status_of(answer) == 403, (t, answer[:300])
     held.survived()
@@ -450,3 +452,332 @@ def test_bad_websocket_handshakes(node, held):
     assert not ws.upgraded or ws.outcome()[:2] == ("close", cc.REFUSED), "no Host"
     ws.close()
     held.survived()
+
+
+# ------------------------------------------------- frames on a granted session
+
+# Frames RFC 6455 says end the connection (section 5): the edge (lws) must
+# close the session, with a close frame or without.
+BROKEN_FRAMES = {
+    "reserved bits": frame(2, b"abc", rsv=7),
+    "RSV1 without an extension": frame(2, b"abc", rsv=4),
+    **{f"reserved opcode {op}": frame(op, b"abc") for op in (3, 4, 5, 6, 7, 11, 12, 13, 14, 15)},
+    "ping of 126 bytes": frame(9, b"p" * 126),
+    "close of 200 bytes": frame(8, b"\x03\xe8" + b"c" * 198),
+    "fragmented ping": frame(9, b"pp", fin=False) + frame(0, b"pp"),
+    "continuation without a start": frame(0, b"abc"),
+    "new message inside a fragmented one": frame(1, b"ab", fin=False) + frame(2, b"cd"),
+    "length with the top bit set": frame(2, b"", length=1 << 63),
+    "close with a 1-byte payload": frame(8, b"\x03"),
+    "close with code 0": frame(8, b"\x00\x00"),
+    "close with code 1005": frame(8, (1005).to_bytes(2, "big")),
+    "close with code 65535": frame(8, b"\xff\xff"),
+}
+
+
+def test_frames_that_break_rfc6455_close_the_session(node, held):
+    for name, wire in BROKEN_FRAMES.items():
+        ws = held.session()
+        assert ws.echo(b"granted") == b"granted", name
+        ws.send(wire)
+        outcome = ws.outcome(timeout=5)
+        assert outcome[0] in ("close", "eof"), (name, outcome)
+        ws.close()
+    held.survived()
+
+
+def test_frames_the_session_survives_or_ends_cleanly(node, held):
+    """Frames RFC 6455 allows or that a console may take as bytes: the
+    session carries on and its bytes come back whole (or it closes, but the
+    edge lives)."""
+    ws = held.session()
+    # Invalid UTF-8 in text frames: the console is a byte stream; they are
+    # carried as they are.
+    bad_text = b"\xff\xfe\xc0\x80\xed\xa0\x80"
+    ws.send(frame(1, bad_text))
+    assert ws.echo(b"|", before=bad_text) == bad_text + b"|"
+    # 2,000 pings and pongs at once; at least the last ping is answered.
+    ws.send(b"".join(frame(9, b"%d" % i) for i in range(2000)) + b"".join(frame(10, b"x") for _ in range(2000)))
+    assert ws.echo(b"after pings") == b"after pings"
+    # Fragments of every size, control frames between them.
+    ws.send(frame(2, b"a" * 10, fin=False) + frame(9, b"mid") + frame(0, b"b" * 70000, fin=False) +
+            frame(10, b"") + frame(0, b"c", fin=True))
+    whole = b"a" * 10 + b"b" * 70000 + b"c"
+    assert ws.echo(b"!", before=whole) == whole + b"!"
+    # Empty frames, and a zero-length final continuation.
+    ws.send(frame(2, b"") * 1000 + frame(2, b"x", fin=False) + frame(0, b""))
+    assert ws.echo(b"y", before=b"x") == b"xy"
+    # An unmasked client frame: RFC 6455 says close; lws 4.1.6 takes it.
+    ws.send(frame(2, b"unmasked", mask=False))
+    outcome = ws.outcome(timeout=2)
+    assert outcome in (("open", b"unmasked"),) or outcome[0] in ("close", "eof"), outcome
+    ws.close()
+    # A close frame with a valid code and a reason that is not UTF-8.
+    ws = held.session()
+    ws.send(frame(8, (1000).to_bytes(2, "big") + b"\xff\xfe"))
+    assert ws.outcome()[0] in ("close", "eof")
+    ws.close()
+    held.survived()
+
+
+def test_frames_promising_more_than_they_send(node, held):
+    """A frame of 2^40 bytes with a few KiB sent, then a hang-up; one of
+    126 bytes with 10 sent, then silence, then a hang-up; a megabyte of one
+    never-ending frame: the held session and new ones are not affected."""
+    ws = held.session()
+    ws.send(frame(2, b"x" * 5000, length=1 << 40)[:5000 + 14])
+    time.sleep(0.2)
+    ws.close()
+    ws = held.session()
+    ws.send(frame(2, b"y" * 10, length=126)[:10 + 8])
+    time.sleep(0.2)
+    ws.close()
+    ws = held.session()
+    # A never-ending frame: its pieces are held up to 64 KiB, then go on to
+    # the console; all but the last hold come back.
+    ws.send(frame(2, os.urandom(1 << 20), length=1 << 40)[:(1 << 20) + 14])
+    got = 0
+    while got < (1 << 20) - (64 << 10):
+        op, p = ws.read_frame(timeout=10)
+        assert op in (0, 2), op
+        got += len(p)
+    ws.close()
+    held.survived()
+
+
+# ---------------------------------------------------------------------- TLS
+
+def client_hello():
+    """A real ClientHello, as Python's ssl sends it."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = cc.tls().wrap_bio(incoming, outgoing)
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+def tls_by_hand(port):
+    """A TLS connection over a raw socket: (socket, ssl object, its BIOs),
+    so that raw bytes can follow the handshake."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = cc.tls().wrap_bio(incoming, outgoing)
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            raw.sendall(outgoing.read())
+            data = raw.recv(65536)
+            assert data, "closed during the handshake"
+            incoming.write(data)
+    raw.sendall(outgoing.read())
+    return raw, tls, incoming, outgoing
+
+
+def closed_within(sock, seconds):
+    """True when the peer closes (or resets) sock within seconds; what it
+    sends before (an alert) is read and dropped."""
+    sock.settimeout(seconds)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            if not sock.recv(65536):
+                return True
+    except (socket.timeout, TimeoutError):
+        return False
+    except OSError:
+        return True
+    return False
+
+
+def s_client(port, version, lines, gap):
+    """openssl s_client's output for lines typed gap seconds apart (its
+    commands: R renegotiates, K updates keys both ways)."""
+    script = "sleep 0.3; " + "".join(f"printf '%s' {shlex.quote(line)}; sleep {gap}; " for line in lines)
+    r = subprocess.run(["sh", "-c", f"({script} sleep 0.5) | openssl s_client -connect 127.0.0.1:{port} {version}"],
+                       capture_output=True, timeout=30)
+    return (r.stdout + r.stderr).decode(errors="replace")
+
+
+def test_tls_garbage_and_renegotiation(node, held):
+    hello = client_hello()
+    cases = {
+        "garbage after a ClientHello": hello + os.urandom(4096),
+        "half a hello, then garbage": hello[:len(hello) // 2] + os.urandom(4096),
+        "a record of 64 KiB promised": b"\x16\x03\x01\xff\xff" + os.urandom(1000),
+        "an SSLv2 hello": bytes.fromhex("802b0103010012000000100100800300800700c0060040040080020080") + os.urandom(16),
+        "an alert first": b"\x15\x03\x03\x00\x02\x02\x28",
+        "change cipher spec first": b"\x14\x03\x03\x00\x01\x01" * 100,
+        "empty records": b"\x16\x03\x01\x00\x00" * 1000,
+    }
+    for name, payload in cases.items():
+        s = socket.create_connection(("127.0.0.1", node.port), timeout=5)
+        s.sendall(payload)
+        assert closed_within(s, 5), name
+        s.close()
+    # After a finished handshake: raw bytes where records should be, a
+    # record too long, and a record that does not decrypt.
+    for name, payload in {"raw garbage": os.urandom(3000), "a record of 2^14+2048+1": b"\x17\x03\x03\x48\x01" +
+                          os.urandom(100), "a record that does not decrypt": b"\x17\x03\x03\x00\x40" +
+                          os.urandom(64)}.items():
+        raw, tls, incoming, outgoing = tls_by_hand(node.port)
+        raw.sendall(payload)
+        assert closed_within(raw, 5), name
+        raw.close()
+    # A request sent one byte a record: it is still a request.
+    raw, tls, incoming, outgoing = tls_by_hand(node.port)
+    for b in f"GET /vnc.html HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\nConnection: close\r\n\r\n".encode():
+        tls.write(bytes([b]))
+        raw.sendall(outgoing.read())
+    got = b""
+    raw.settimeout(5)
+    while b"\r\n\r\n" not in got:
+        data = raw.recv(65536)
+        if not data:
+            break
+        incoming.write(data)
+        try:
+            got += tls.read(65536)
+        except ssl.SSLWantReadError:
+            pass
+    assert status_of(got) == 200, got[:200]
+    raw.close()
+    # Client-initiated renegotiation (TLS 1.2; Python's ssl cannot ask for
+    # it, openssl s_client can): refused, the connection ends, and the
+    # request behind it is not served.
+    get = f"GET /vnc.html HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n\r\n"
+    out = s_client(node.port, "-tls1_2", [get, "R\n", get], gap=0.5)
+    assert "RENEGOTIATING" in out and "no renegotiation" in out, out[-2000:]
+    assert out.count("HTTP/1.1 200 OK") == 1, out[-2000:]
+    # TLS 1.3 key updates, the peer's asked for too: honoured, the
+    # connection goes on.
+    out = s_client(node.port, "-tls1_3", ["K\n"] * 20 + [get], gap=0.02)
+    assert out.count("KEYUPDATE") == 20 and "HTTP/1.1 200 OK" in out, out[-2000:]
+    held.survived()
+
+
+def test_half_open_handshakes(node, held):
+    """200 connections that send half a ClientHello and wait: the held
+    session goes on, a new one opens at once, the edge's loop does not
+    spin, and the edge drops them itself within lws's timeout."""
+    hello = client_hello()
+    pid = edge_pid(node.vpsd)
+
+    def cpu_ticks():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+
+    waiting = []
+    for _ in range(200):
+        s = socket.create_connection(("127.0.0.1", node.port), timeout=5)
+        s.sendall(hello[:len(hello) // 2])
+        waiting.append(s)
+    time.sleep(0.5)
+    ticks = cpu_ticks()
+    started = time.monotonic()
+    assert held.ws.echo(b"among them") == b"among them"
+    fresh = held.session()
+    assert fresh.echo(b"new") == b"new"
+    assert time.monotonic() - started < 2
+    fresh.close()
+    time.sleep(1)
+    # Waiting costs nothing: well under a tenth of a CPU second in this second.
+    assert cpu_ticks() - ticks < 10 + (os.sysconf("SC_CLK_TCK") // 10)
+    # lws's handshake timeout (10 s) ends them.
+    deadline = time.monotonic() + 20
+    for s in waiting:
+        assert closed_within(s, max(0.1, deadline - time.monotonic())), "a half-open handshake was kept"
+        s.close()
+    held.survived()
+
+
+# -------------------------------------------------------------- slow readers
+
+FLOOD = "3d6f4adc-4fc2-43f4-a05b-2238e5ecf649"
+
+
+class FloodTarget:
+    """A console that never stops talking: each connection gets 64 KiB
+    writes for as long as it takes them; sent counts the bytes taken."""
+
+    def __init__(self, path):
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(str(path))
+        self.server.listen(64)
+        self.sent = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._flood, args=(c,), daemon=True).start()
+
+    def _flood(self, c):
+        block = os.urandom(64 << 10)
+        try:
+            while True:
+                c.sendall(block)
+                self.sent += len(block)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.server.close()
+
+
+def test_slow_readers_keep_the_edge_bounded(node, held):
+    """16 websockets that never read from a console that floods them, and 8
+    that send megabytes to the echo console and never read its answer: the
+    edge stops reading the console (and the client) at its high-water mark,
+    so its memory stays within what that allows and the flood is held back
+    at the console; a slow reader that starts reading gets its bytes."""
+    node.add_service(FLOOD, serial=FloodTarget)
+    flood = node.targets[-1]
+    pid = edge_pid(node.vpsd)
+    rss_before = edge_rss_kib(pid)
+    readers = []
+    for _ in range(16):
+        ws = RawWs(node.port, f"/console/serial?ticket={node.ledger.ticket(FLOOD, ACCOUNT, kind='serial')}")
+        assert ws.upgraded
+        readers.append(ws)
+    writers = []
+    for _ in range(8):
+        ws = held.session()
+        ws.sock.setblocking(False)
+        writers.append(ws)
+    block = frame(2, os.urandom(60 << 10))
+    deadline = time.monotonic() + 4
+    sent = [0] * len(writers)
+    while time.monotonic() < deadline:
+        for i, ws in enumerate(writers):
+            try:
+                ws.sock.send(block)  # TLS: all of it or nothing
+                sent[i] += len(block)
+            except (ssl.SSLWantWriteError, BlockingIOError):
+                pass
+        time.sleep(0.01)
+    # Every writer was stopped long before 4 s of loopback speed.
+    assert max(sent) < 16 << 20, sent
+    rss = edge_rss_kib(pid)
+    # Per session: 256 KiB queued each way, a 64 KiB read and lws's 64 KiB
+    # receive buffer, TLS's own: well under 1 MiB. Without the marks, the
+    # flood alone is gigabytes by now.
+    assert rss - rss_before < 24 * 1024, (rss_before, rss)
+    assert flood.sent < 16 * (8 << 20), flood.sent
+    assert held.ws.echo(b"through the flood") == b"through the flood"
+    # A reader that wakes up gets its bytes, in order of arrival.
+    got = 0
+    while got < 4 << 20:
+        op, p = readers[0].read_frame(timeout=10)
+        assert op == 2
+        got += len(p)
+    for ws in readers + writers:
+        ws.close()
+    held.survived()
+
