@@ -285,6 +285,12 @@ static int callback_console(struct lws *wsi, enum lws_callback_reasons reason, v
                 if (d->http_status)
                         return http_status_write(wsi, d->http_status);
                 return 0;
+        case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+                /* lws frees the per-connection data after this, and not
+                 * only when the connection closes: also at the end of each
+                 * keep-alive transaction, with no CLOSED_HTTP, before the
+                 * next request on the connection. An upload left in it
+                 * was lost: one struct a request, pipelined for ever. */
         case LWS_CALLBACK_CLOSED_HTTP:
                 if (d->upload)
                         edge_upload_closed(d->upload);
