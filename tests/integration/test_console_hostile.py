@@ -547,6 +547,32 @@ def test_frames_the_session_survives_or_ends_cleanly(node, held):
     held.survived()
 
 
+def test_frames_sent_with_the_handshake(node, held):
+    """Frames written in the same TLS record as the upgrade, before the
+    101 (and so before vpsd's grant): lws holds them while the session
+    waits and hands them on after. But lws 4.1.6 builds its 101 in its
+    read buffer, bytes 400 to about 530 (handshake_0405()), over anything
+    the client sent there in the same read: frames there end the session,
+    or reach its console with the 101's bytes in them. Either way it is
+    that client's own session (browsers wait for the 101); the edge lives.
+    Past byte 530 they come through whole."""
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+               "Sec-WebSocket-Version": "13", "Origin": f"https://127.0.0.1:{node.port}", "X-Pad": "p" * 600}
+    ticket = node.ledger.ticket(SERVICE, ACCOUNT, kind="serial")
+    ws = RawWs(node.port, f"/console/serial?ticket={ticket}", headers=headers,
+               extra=frame(2, b"early") + frame(2, b"bird"))
+    assert ws.upgraded
+    assert ws.echo(b"!", before=b"earlybird") == b"earlybird!"
+    ws.close()
+    for extra in (frame(2, b"early"), frame(2, b"early") * 100, frame(2, os.urandom(3000)), frame(9, b"p") * 500):
+        ticket = node.ledger.ticket(SERVICE, ACCOUNT, kind="serial")
+        ws = RawWs(node.port, f"/console/serial?ticket={ticket}", extra=extra)
+        assert ws.upgraded
+        ws.outcome(timeout=1)
+        ws.close()
+    held.survived()
+
+
 def test_frames_promising_more_than_they_send(node, held):
     """A frame of 2^40 bytes with a few KiB sent, then a hang-up; one of
     126 bytes with 10 sent, then silence, then a hang-up; a megabyte of one
