@@ -148,12 +148,19 @@ int edge_link_open(uv_loop_t *loop, int fd, const struct edge_link_callbacks *ca
 
 int edge_link_send(struct edge_link *link, const struct edge_msg *msg, int fd)
 {
+        uint8_t scratch[EDGE_MSG_MAX];
         struct queued *q;
         struct error err = { 0 };
         int r;
 
         if (link->lost || link->closed)
                 return -ENOTCONN;
+        /* A message that cannot be encoded is the caller's refusal, now: in
+         * the queue it would fail only when flushed, and take the link with
+         * it. */
+        r = edge_msg_encode(msg, scratch, sizeof(scratch));
+        if (r < 0)
+                return r;
         if (!link->head) {
                 r = edge_msg_send(link->fd, msg, fd);
                 if (r != -EAGAIN)

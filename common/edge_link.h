@@ -29,8 +29,10 @@ int edge_link_open(uv_loop_t *loop, int fd, const struct edge_link_callbacks *ca
                    struct edge_link **ret_link, struct error *err);
 
 /* Sends msg with a duplicate of fd attached when fd >= 0 (the caller keeps
- * fd). Queues when the socket is full. -ENOBUFS when the queue is full
- * (the link is then reported lost), -ENOTCONN once it is lost. */
+ * fd). Queues when the socket is full. -EINVAL for a message that cannot
+ * be encoded (edge_msg_encode(); the link lives on), -ENOBUFS when the
+ * queue is full (the link is then reported lost), -ENOTCONN once it is
+ * lost. */
 int edge_link_send(struct edge_link *link, const struct edge_msg *msg, int fd);
 
 /* Closes the socket and drops the queue; the memory goes once the loop has

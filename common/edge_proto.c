@@ -56,6 +56,20 @@ static uint64_t get64(const uint8_t *p)
         return v;
 }
 
+/* The index of the first byte that is not printable ASCII (a space is,
+ * where spaces is set: labels, messages), or n. One rule both ways: the
+ * encoder refuses what the decoder would, so a string from a client that
+ * breaks it fails where it is sent, as a refusal, and never reaches vpsd
+ * as a malformed message (vpsd kills an edge that sends one). */
+static size_t string_bad_byte(const uint8_t *p, size_t n, bool spaces)
+{
+        size_t i = 0;
+
+        while (i < n && p[i] >= (spaces ? 0x20 : 0x21) && p[i] <= 0x7e)
+                i++;
+        return i;
+}
+
 int edge_msg_encode(const struct edge_msg *msg, uint8_t *buf, size_t size)
 {
         size_t alen = strnlen(msg->address, sizeof(msg->address)),
@@ -66,6 +80,10 @@ int edge_msg_encode(const struct edge_msg *msg, uint8_t *buf, size_t size)
         if (msg->type < EDGE_MSG_READY || msg->type > EDGE_MSG_UPLOAD_RESULT ||
             (unsigned)msg->kind >= CONSOLE_KIND_COUNT || alen > EDGE_ADDRESS_MAX || tlen > EDGE_TICKET_MAX ||
             xlen > EDGE_TEXT_MAX)
+                return -EINVAL;
+        if (string_bad_byte((const uint8_t *)msg->address, alen, false) < alen ||
+            string_bad_byte((const uint8_t *)msg->ticket, tlen, false) < tlen ||
+            (upload && string_bad_byte((const uint8_t *)msg->text, xlen, true) < xlen))
                 return -EINVAL;
         total = HEADER_SIZE + alen + tlen + (upload ? UPLOAD_SIZE + xlen : 0);
         if (total > size)
@@ -88,15 +106,16 @@ int edge_msg_encode(const struct edge_msg *msg, uint8_t *buf, size_t size)
         return (int)total;
 }
 
-/* Printable ASCII; spaces only where spaces is set (labels, messages). */
 static int string_take(const char *field, const uint8_t *p, size_t n, size_t max, bool spaces, char *out,
                        struct error *err)
 {
+        size_t bad;
+
         if (n > max)
                 return error_set(err, -EBADMSG, "%s longer than %zu bytes", field, max);
-        for (size_t i = 0; i < n; i++)
-                if (p[i] < (spaces ? 0x20 : 0x21) || p[i] > 0x7e)
-                        return error_set(err, -EBADMSG, "%s: byte %zu is not printable", field, i + 1);
+        bad = string_bad_byte(p, n, spaces);
+        if (bad < n)
+                return error_set(err, -EBADMSG, "%s: byte %zu is not printable", field, bad + 1);
         memcpy(out, p, n);
         out[n] = '\0';
         return 0;

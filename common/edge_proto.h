@@ -69,7 +69,7 @@ struct edge_msg {
 bool edge_msg_is_upload(enum edge_msg_type type);
 
 /* Encodes msg into buf[size]; returns its length or -EINVAL (a field out
- * of range) / -ENOBUFS. */
+ * of range, or a string edge_msg_decode() would refuse) / -ENOBUFS. */
 int edge_msg_encode(const struct edge_msg *msg, uint8_t *buf, size_t size);
 
 /* Decodes and validates one message: the type known, every length within

@@ -2,9 +2,13 @@
  * loop (a foreign loop: lws adds its handles to ours). Pages and scripts
  * come from web_dir; websockets at /console/vnc and /console/serial carry
  * a ticket in their query (?ticket=…) and become sessions (session.c). */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 
 #include "common/log.h"
 #include "common/lws_server.h"
@@ -40,6 +44,20 @@ static bool origin_allowed(struct lws *wsi)
         return strcmp(origin, own) == 0;
 }
 
+/* RFC 6455's handshake as every browser sends it: version 13 and a key of
+ * 16 bytes in base64. lws serves any other version (a draft's, a number
+ * it cannot parse) as 13, and any key: one way of speaking is the one to
+ * harden. */
+static bool handshake_acceptable(struct lws *wsi)
+{
+        char version[8], key[32], raw[32];
+
+        if (lws_hdr_copy(wsi, version, sizeof(version), WSI_TOKEN_VERSION) <= 0 || strcmp(version, "13") != 0)
+                return false;
+        return lws_hdr_copy(wsi, key, sizeof(key), WSI_TOKEN_KEY) == 24 &&
+               lws_b64_decode_string(key, raw, sizeof(raw)) == 16;
+}
+
 /* Paths of pages and scripts: letters, digits and "/._-", no "..": the
  * file mount never sees anything else. */
 static bool path_acceptable(const char *path)
@@ -51,6 +69,51 @@ static bool path_acceptable(const char *path)
                       strchr("/._-", *p)))
                         return false;
         return true;
+}
+
+/* A ticket as the link to vpsd carries it: printable ASCII without spaces,
+ * at most EDGE_TICKET_MAX bytes. lws decodes %XX (and + in a query), so a
+ * client can put any byte in one; vpsd takes a message with such a byte
+ * for a compromised edge and kills it, so it is refused here like any
+ * other bad ticket. */
+static bool ticket_acceptable(const char *ticket)
+{
+        size_t n = strlen(ticket);
+
+        if (n > EDGE_TICKET_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if ((unsigned char)ticket[i] < 0x21 || (unsigned char)ticket[i] > 0x7e)
+                        return false;
+        return true;
+}
+
+/* The client's address, numeric. lws_get_peer_simple() answers a client
+ * that has already reset the connection (its request still buffered) with
+ * "getpeername: <error>" in place of an address; here that is -ENOTCONN,
+ * and the request, whose client is gone, goes no further. */
+static int peer_address(struct lws *wsi, char *buf, size_t size)
+{
+        struct sockaddr_storage sa;
+        socklen_t len = sizeof(sa);
+        const void *addr;
+        int family;
+
+        if (getpeername(lws_get_socket_fd(lws_get_network_wsi(wsi)), (struct sockaddr *)&sa, &len) < 0)
+                return -errno;
+        if (sa.ss_family == AF_INET) {
+                family = AF_INET;
+                addr = &((const struct sockaddr_in *)&sa)->sin_addr;
+        } else if (sa.ss_family == AF_INET6) {
+                const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&sa)->sin6_addr;
+                /* An IPv4 client on an IPv6 socket is counted as the IPv4
+                 * address it is. */
+                family = IN6_IS_ADDR_V4MAPPED(a6) ? AF_INET : AF_INET6;
+                addr = family == AF_INET ? (const void *)&a6->s6_addr[12] : (const void *)a6;
+        } else {
+                return -EAFNOSUPPORT;
+        }
+        return inet_ntop(family, addr, buf, (socklen_t)size) ? 0 : -errno;
 }
 
 static void ws_established(struct lws *wsi, struct ws_data *d)
@@ -70,9 +133,8 @@ static void ws_established(struct lws *wsi, struct ws_data *d)
         else
                 return;
         t = lws_get_urlarg_by_name(wsi, "ticket=", ticket, sizeof(ticket));
-        if (!t || strlen(t) > EDGE_TICKET_MAX)
+        if (!t || !ticket_acceptable(t) || peer_address(wsi, address, sizeof(address)) < 0)
                 return;
-        lws_get_peer_simple(wsi, address, sizeof(address));
         d->session = edge_session_new(edge, wsi, kind, t, address);
         d->refused = d->session == NULL;
 }
@@ -90,7 +152,8 @@ static void label_clean(char *label)
         *out = '\0';
 }
 
-/* PUT or POST /iso/upload?ticket=T[&label=L] (or X-Label: L). */
+/* PUT or POST /iso/upload?ticket=T[&label=L] (or X-Label: L). -1: the
+ * client has gone, the connection is to be closed. */
 static int http_upload(struct lws *wsi, struct ws_data *d)
 {
         struct edge *edge = edge_of(wsi);
@@ -108,16 +171,17 @@ static int http_upload(struct lws *wsi, struct ws_data *d)
                 return 0;
         }
         t = lws_get_urlarg_by_name(wsi, "ticket=", ticket, sizeof(ticket));
-        if (!t || strlen(t) > EDGE_TICKET_MAX) {
+        if (!t || !ticket_acceptable(t)) {
                 d->http_status = 403;
                 return 0;
         }
+        if (peer_address(wsi, address, sizeof(address)) < 0)
+                return -1;
         if (lws_hdr_custom_copy(wsi, label, sizeof(label), "x-label:", 8) <= 0) {
                 const char *l = lws_get_urlarg_by_name(wsi, "label=", label, sizeof(label));
                 memmove(label, l ? l : "", strlen(l ? l : "") + 1);
         }
         label_clean(label);
-        lws_get_peer_simple(wsi, address, sizeof(address));
         d->upload = edge_upload_new(edge, wsi, t, label, address);
         if (!d->upload)
                 d->http_status = 503;
@@ -177,16 +241,29 @@ static int callback_console(struct lws *wsi, enum lws_callback_reasons reason, v
         struct ws_data *d = user;
         char uri[256];
 
-        /* lws closes a connection that never got as far as HTTP (a bare
-         * connect, plain text, a TLS hello cut short) with CLOSED_HTTP
-         * and no per-connection data: nothing of ours to end. */
-        if (!d && reason != LWS_CALLBACK_FILTER_HTTP_CONNECTION)
-                return lws_callback_http_dummy(wsi, reason, user, in, len);
+        /* Before any per-connection data exists: */
         switch (reason) {
         case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
                 return !path_acceptable(in);
+        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+                /* lws would also take "Upgrade: h2c" and speak HTTP/2 on
+                 * the connection, ALPN's http/1.1 notwithstanding (RFC 7540
+                 * forbids h2c over TLS): a second protocol stack, and
+                 * websockets over h2 streams, for nothing a browser needs
+                 * here. Anything but a websocket is hung up on. */
+                return strcasecmp(in, "websocket") == 0 ? 0 : -1;
+        default:
+                break;
+        }
+        /* lws closes a connection that never got as far as HTTP (a bare
+         * connect, plain text, a TLS hello cut short) with CLOSED_HTTP
+         * and no per-connection data: nothing of ours to end. */
+        if (!d)
+                return lws_callback_http_dummy(wsi, reason, user, in, len);
+        switch (reason) {
         case LWS_CALLBACK_HTTP:
-                http_upload(wsi, d);
+                if (http_upload(wsi, d) < 0)
+                        return -1;
                 /* A request without a body (or refused before it) is
                  * answered now; an upload when vpsd has spoken. */
                 if (d->http_status)
@@ -209,21 +286,23 @@ static int callback_console(struct lws *wsi, enum lws_callback_reasons reason, v
                         return http_status_write(wsi, d->http_status);
                 return 0;
         case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-                /* A keep-alive request's transaction is over (the upload's
-                 * answer called lws_http_transaction_completed()): lws
-                 * frees this per-connection data now and gives the next
-                 * transaction fresh data, so CLOSED_HTTP would never see
-                 * the upload; it ends here. */
-                if (d->upload)
-                        edge_upload_closed(d->upload);
-                d->upload = NULL;
-                return lws_callback_http_dummy(wsi, reason, user, in, len);
+                /* lws frees the per-connection data after this, and not
+                 * only when the connection closes: also at the end of each
+                 * keep-alive transaction (the upload's answer called
+                 * lws_http_transaction_completed()), with no CLOSED_HTTP,
+                 * before the next request on the connection. An upload
+                 * left in it was lost: one struct a request, pipelined for
+                 * ever. It ends here, as at CLOSED_HTTP. */
         case LWS_CALLBACK_CLOSED_HTTP:
                 if (d->upload)
                         edge_upload_closed(d->upload);
                 d->upload = NULL;
                 return 0;
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+                if (!handshake_acceptable(wsi)) {
+                        log_info("edge: websocket refused: not an RFC 6455 handshake");
+                        return 1;
+                }
                 if (!origin_allowed(wsi)) {
                         lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_ORIGIN);
                         log_info("edge: websocket refused: origin not allowed", "origin=\"%s\"", uri);

@@ -5,7 +5,6 @@ test ledger and from vpsctl; every kind of bad ticket refused alike; the
 edge killed and restarted; the edge's user kept out of guest sockets and
 the database. Guests and browsers: test_console_guest.py."""
 
-import json
 import os
 import pwd
 import re
@@ -27,13 +26,12 @@ OTHER = "2c5f39cb-3fb2-42e3-994a-1127e4ddb538"
 
 
 @pytest.fixture
-def node(vpsd_factory, tmp_path):
-    v = vpsd_factory()
-    n = ConsoleNode.start(v, console_max_failed_tickets=50)
+def node(vpsd_factory):
+    n = ConsoleNode.start(vpsd_factory(), console_max_failed_tickets=50)
     n.add_service(SERVICE)
     yield n
     n.close_targets()
-    assert v.stop() == 0, v.log_text()
+    assert n.vpsd.stop() == 0, n.vpsd.log_text()
 
 
 def test_valid_tickets_reach_the_consoles(node):
@@ -104,21 +102,14 @@ def test_origin_checked(node):
 
 
 def test_failed_tickets_per_address_are_limited(vpsd_factory):
-    v = vpsd_factory()
-    ledger = cc.Ledger()
-    port = edge_harness.free_port()
-    v.start(console_listen=f"127.0.0.1:{port}", ledger_public_key=ledger.public_pem(v.root / "l.pub"),
-            guest_run_dir=v.root / "guests", console_max_failed_tickets=3)
-    v.wait_log("console ready")
-    n = ConsoleNode(v, ledger, port)
+    n = ConsoleNode.start(vpsd_factory(), console_max_failed_tickets=3)
     n.add_service(SERVICE)
     for _ in range(3):
         assert n.open("vnc", cc.Ledger().ticket(SERVICE, "acct-42"))[:2] == ("closed", cc.REFUSED)
-    assert n.open("vnc", ledger.ticket(SERVICE, "acct-42"))[:2] == ("closed", cc.REFUSED)
-    assert "too many failed tickets from this address" in v.log_text()
-    for t in n.targets:
-        t.close()
-    assert v.stop() == 0
+    assert n.open("vnc", n.ledger.ticket(SERVICE, "acct-42"))[:2] == ("closed", cc.REFUSED)
+    assert "too many failed tickets from this address" in n.vpsd.log_text()
+    n.close_targets()
+    assert n.vpsd.stop() == 0
 
 
 def test_sessions_per_service_are_limited(node):

@@ -12,52 +12,22 @@ libuv handle (console/server.c, HTTP_DROP_PROTOCOL)."""
 import asyncio
 import os
 import re
-import shutil
 import socket
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 import websockets
 
 import console_client as cc
-from console_node import ConsoleNode, edge_pid
-from test_iso import iso_ticket, make_iso, upload
+from console_node import ConsoleNode, edge_pid, edge_valgrind_wrapper
+from test_iso import make_iso, upload
 
 SERVICE = "5d0e7c1a-6b2f-4c1e-9f3a-2b7c8d9e0f11"
 SUSPENDED = "6e1f8d2b-7c3a-4d2f-8a4b-3c8d9e0f1a22"
 ACCOUNT = "acct-42"
-REPO = Path(__file__).resolve().parents[2]
-EDGE = REPO / "build" / "vpsd-edge"
-SUPPRESSIONS = REPO / "tests" / "valgrind" / "lws.supp"
 ENDED = 4000  # console/edge.h: EDGE_CLOSE_ENDED
-
-
-def valgrind_wrapper(folder: Path):
-    """The program vpsd starts as its edge (console_edge): vpsd-edge under
-    memcheck with the arguments vpsd gave it, a log per pid in
-    folder/logs. vpsd starts the program as root; the edge itself becomes
-    its user once it has bound its port and read its key (console/main.c),
-    so valgrind opens its log before that and writes it through that fd
-    to the end. The folders stay root's (0755: the edge's user may read,
-    never replace, the report on it). --vgdb=no: the FIFOs valgrind makes
-    in /tmp at start as root could not be removed by the edge's user at
-    exit, and would stay behind."""
-    valgrind = shutil.which("valgrind")
-    assert valgrind, "valgrind is missing: make deps"
-    logs = folder / "logs"
-    logs.mkdir(parents=True)
-    os.chmod(folder, 0o755)
-    os.chmod(logs, 0o755)
-    script = folder / "vpsd-edge-valgrind"
-    script.write_text(
-        "#!/bin/sh\n"
-        f"exec {valgrind} --tool=memcheck --leak-check=full --errors-for-leak-kinds=definite --error-exitcode=99 "
-        f"--vgdb=no --track-fds=no --suppressions={SUPPRESSIONS} --log-file={logs}/edge.%p.log {EDGE} \"$@\"\n")
-    os.chmod(script, 0o755)
-    return script, logs
 
 
 async def suspended_while_open(node):
@@ -110,7 +80,7 @@ def never_tls(port):
 
 def test_edge_valgrind_clean_through_real_use(vpsd_factory, tmp_path):
     v = vpsd_factory()
-    wrapper, logs = valgrind_wrapper(v.root / "edge-valgrind")
+    wrapper, logs = edge_valgrind_wrapper(v.root / "edge-valgrind")
     # Under valgrind the edge takes seconds to start.
     node = ConsoleNode.start(v, ready_timeout=120, console_edge=wrapper, console_max_failed_tickets=50)
     try:
@@ -155,10 +125,10 @@ def test_edge_valgrind_clean_through_real_use(vpsd_factory, tmp_path):
         # wrong method, a good one streamed into the store (http.client
         # asks for keep-alive: the transaction ends before the connection).
         static_pages(node)
-        assert upload(node.port, iso_ticket(cc.Ledger(), ACCOUNT, 1 << 20), os.urandom(1 << 20)) == \
+        assert upload(node.port, cc.Ledger().iso_ticket(ACCOUNT, 1 << 20), os.urandom(1 << 20)) == \
             (403, {"error": "the upload ticket is not valid"})
         assert upload(node.port, "x.y", b"", method="GET")[0] == 405
-        status, answer = upload(node.port, iso_ticket(node.ledger, ACCOUNT, 1 << 20), make_iso(tmp_path / "a.iso"))
+        status, answer = upload(node.port, node.ledger.iso_ticket(ACCOUNT, 1 << 20), make_iso(tmp_path / "a.iso"))
         assert status == 201, answer
 
         # Connections that never speak TLS; the edge lives on through them.

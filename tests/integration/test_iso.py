@@ -31,11 +31,7 @@ ACCOUNT = "acct-42"
 
 
 def iso_ticket(ledger, account, max_bytes, iat=None, exp=None):
-    iat = int(time.time()) if iat is None else iat
-    exp = iat + 60 if exp is None else exp
-    payload = (f"vpsd-iso-upload-ticket-1\naccount={account}\nmax_bytes={max_bytes}\n"
-               f"iat={iat}\nexp={exp}\nnonce={cc.b64(os.urandom(16))}\n").encode()
-    return ledger.sign(payload)
+    return ledger.iso_ticket(account, max_bytes, iat=iat, exp=exp)
 
 
 def upload(port, ticket, body, label=None, method="PUT", chunk=1 << 20, after_first=None):

@@ -44,6 +44,13 @@ class Ledger:
     def ticket(self, service, account, **kw):
         return self.sign(self.payload(service, account, **kw))
 
+    def iso_ticket(self, account, max_bytes, iat=None, exp=None):
+        """An ISO upload ticket (docs/iso.md)."""
+        iat = int(time.time()) if iat is None else iat
+        exp = iat + 60 if exp is None else exp
+        return self.sign((f"vpsd-iso-upload-ticket-1\naccount={account}\nmax_bytes={max_bytes}\n"
+                          f"iat={iat}\nexp={exp}\nnonce={b64(os.urandom(16))}\n").encode())
+
 
 def tls():
     ctx = ssl.create_default_context()

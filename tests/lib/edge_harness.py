@@ -8,7 +8,6 @@ import socket
 import struct
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 READY, OPEN, GRANT, REFUSE, CLOSE, CLOSED = range(1, 7)
@@ -126,12 +125,12 @@ class Edge:
         return self.proc.returncode
 
 
-class EchoTarget:
-    """A unix socket server that echoes (or, with greeting, says it first)."""
+class UnixTarget:
+    """A unix socket server standing for a guest's console socket: a thread
+    a connection, each running serve(c) until it returns or the peer goes."""
 
-    def __init__(self, path: Path, greeting=b""):
+    def __init__(self, path: Path):
         self.path = path
-        self.greeting = greeting
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(str(path))
         self.server.listen(1024)
@@ -145,21 +144,35 @@ class EchoTarget:
             except OSError:
                 return
             self.conns.append(c)
-            threading.Thread(target=self._echo, args=(c,), daemon=True).start()
+            threading.Thread(target=self._run, args=(c,), daemon=True).start()
 
-    def _echo(self, c):
+    def _run(self, c):
         try:
-            if self.greeting:
-                c.sendall(self.greeting)
-            while True:
-                d = c.recv(65536)
-                if not d:
-                    break
-                c.sendall(d)
+            self.serve(c)
         except OSError:
             pass
         finally:
             c.close()
 
+    def serve(self, c):
+        raise NotImplementedError
+
     def close(self):
         self.server.close()
+
+
+class EchoTarget(UnixTarget):
+    """Echoes what it is sent (with greeting, says that first)."""
+
+    def __init__(self, path: Path, greeting=b""):
+        self.greeting = greeting
+        super().__init__(path)
+
+    def serve(self, c):
+        if self.greeting:
+            c.sendall(self.greeting)
+        while True:
+            d = c.recv(65536)
+            if not d:
+                return
+            c.sendall(d)

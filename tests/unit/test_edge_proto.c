@@ -91,6 +91,30 @@ static void test_malformed(void **state)
         assert_int_equal(edge_msg_encode(&m, buf, sizeof(buf)), -EINVAL);
 }
 
+/* What the decoder refuses is never encoded: a ticket a client sent with a
+ * space or a control byte (lws decodes %XX), an address that is an error
+ * message, a text with a newline. */
+static void test_encoder_refuses_what_decoder_would(void **state)
+{
+        static const char *const tickets[] = { "a b", "a\tb", "\r\nX: 1", "\x7f", "\xc3\xa9", "\x01" };
+        struct edge_msg m = { .type = EDGE_MSG_OPEN, .session = 1, .address = "127.0.0.1" };
+        uint8_t buf[EDGE_MSG_MAX];
+
+        (void)state;
+        for (size_t i = 0; i < sizeof(tickets) / sizeof(tickets[0]); i++) {
+                strcpy(m.ticket, tickets[i]);
+                assert_int_equal(edge_msg_encode(&m, buf, sizeof(buf)), -EINVAL);
+        }
+        strcpy(m.ticket, "abc.def");
+        strcpy(m.address, "getpeername: Transport endpoint is not connected");
+        assert_int_equal(edge_msg_encode(&m, buf, sizeof(buf)), -EINVAL);
+        m = (struct edge_msg){ .type = EDGE_MSG_UPLOAD, .session = 2, .address = "::1", .ticket = "a.b",
+                               .text = "two\nlines" };
+        assert_int_equal(edge_msg_encode(&m, buf, sizeof(buf)), -EINVAL);
+        strcpy(m.text, "Debian 12 netinst");
+        assert_true(edge_msg_encode(&m, buf, sizeof(buf)) > 0);
+}
+
 static void test_fd_passing(void **state)
 {
         struct edge_msg m = { .type = EDGE_MSG_GRANT, .session = 7 }, back;
@@ -122,6 +146,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_round_trip),
                 cmocka_unit_test(test_malformed),
+                cmocka_unit_test(test_encoder_refuses_what_decoder_would),
                 cmocka_unit_test(test_upload_messages),
                 cmocka_unit_test(test_fd_passing),
         };
