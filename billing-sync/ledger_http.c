@@ -12,6 +12,7 @@
 
 #include "billing-sync/ledger_api.h"
 #include "common/log.h"
+#include "common/lws_server.h"
 #include "common/util.h"
 
 #define ARG_MAX 256
@@ -221,6 +222,8 @@ int ledger_http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         struct http_req *q = user;
 
         switch (reason) {
+        case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+                return lws_server_confirm_upgrade(in); /* no h2c */
         case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
                 return 1; /* a websocket without vpsd-sync.1 */
         case LWS_CALLBACK_HTTP:

@@ -2,6 +2,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 
@@ -50,4 +51,9 @@ int lws_server_port(struct lws_context *context)
         struct lws_vhost *vh = lws_get_vhost_by_name(context, "default");
 
         return vh ? lws_get_vhost_listen_port(vh) : -1;
+}
+
+int lws_server_confirm_upgrade(const char *upgrade)
+{
+        return upgrade && strcasecmp(upgrade, "websocket") == 0 ? 0 : -1;
 }

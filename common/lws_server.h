@@ -23,3 +23,10 @@ void lws_server_log_to(const char *who);
 
 /* The port the context's default vhost listens on, -1 when none. */
 int lws_server_port(struct lws_context *context);
+
+/* For LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: 0 for a websocket, -1 (hang up)
+ * for anything else. lws would also take "Upgrade: h2c" and speak HTTP/2
+ * on the connection, ALPN's http/1.1 notwithstanding (RFC 7540 forbids
+ * h2c over TLS): a second protocol stack, and websockets over h2 streams,
+ * for nothing our clients need. */
+int lws_server_confirm_upgrade(const char *upgrade);

@@ -7,7 +7,6 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/socket.h>
 
 #include "common/log.h"
@@ -246,12 +245,7 @@ static int callback_console(struct lws *wsi, enum lws_callback_reasons reason, v
         case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
                 return !path_acceptable(in);
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-                /* lws would also take "Upgrade: h2c" and speak HTTP/2 on
-                 * the connection, ALPN's http/1.1 notwithstanding (RFC 7540
-                 * forbids h2c over TLS): a second protocol stack, and
-                 * websockets over h2 streams, for nothing a browser needs
-                 * here. Anything but a websocket is hung up on. */
-                return strcasecmp(in, "websocket") == 0 ? 0 : -1;
+                return lws_server_confirm_upgrade(in); /* no h2c */
         default:
                 break;
         }

@@ -419,6 +419,27 @@ def test_api_needs_the_token(server):
     assert server.api("GET", "accounts/mallory")[0] == 404
 
 
+def test_http1_only_no_h2c(server):
+    """An "Upgrade: h2c" (HTTP/2 in the clear, over TLS here) is hung up on,
+    not switched to: lws would speak HTTP/2 on it, ALPN notwithstanding.
+    The API on the next connection answers as before."""
+    request = (f"GET /api/v1/plans HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+               f"Authorization: Bearer {TOKEN}\r\nUpgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+               "HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n").encode()
+    with server.ctx.wrap_socket(socket.create_connection(("127.0.0.1", server.port), timeout=10),
+                                server_hostname="127.0.0.1") as s:
+        s.sendall(request)
+        answer = b""
+        try:
+            while chunk := s.recv(4096):
+                answer += chunk
+        except (ssl.SSLError, ConnectionResetError):
+            pass
+    assert b" 101 " not in answer.split(b"\r\n", 1)[0], answer
+    assert answer == b"", answer
+    assert server.api("GET", "plans")[0] == 200
+
+
 def test_api_errors_change_nothing(server):
     before = server.ok("GET", "accounts/alice")
     commands = server.rows("SELECT count(*) FROM commands")
