@@ -8,6 +8,7 @@
 #include <libwebsockets.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "common/edge_link.h"
@@ -27,11 +28,15 @@ struct edge_config {
         unsigned idle_timeout;        /* seconds without a byte either way */
         unsigned max_sessions;        /* websockets at once, pending or open */
         unsigned max_pending;         /* of which waiting for vpsd's answer */
+        unsigned max_per_address;     /* connections open at once from one address; 0: any */
 };
 
 struct edge_session;
 struct edge_upload;
 struct chunk;
+struct edge_peer;
+
+#define EDGE_PEER_BUCKETS 1024
 
 struct edge {
         uv_loop_t *loop;
@@ -45,6 +50,9 @@ struct edge {
         uint64_t next_session;
         struct chunk *spare_chunks; /* read buffers to use again (session.c) */
         unsigned n_spare_chunks;
+        /* Connections open from each client address (server.c). */
+        struct edge_peer *peers[EDGE_PEER_BUCKETS];
+        struct edge_peer *accepting; /* admitted, its wsi not yet made */
         bool stopping;
         int exit_code;
 };
@@ -73,6 +81,13 @@ void edge_session_message(struct edge *edge, const struct edge_msg *msg, int fd)
 void edge_session_close_all(struct edge *edge);
 /* The read buffers kept for reuse freed, once the loop has ended. */
 void edge_session_free_spares(struct edge *edge);
+
+/* peers.c: connections open from each client address. Admitted: the
+ * count to release when the connection ends; NULL: refused (over
+ * max_per_address, or no memory). */
+struct edge_peer *edge_peer_admit(struct edge *edge, const struct sockaddr_storage *address);
+void edge_peer_release(struct edge *edge, struct edge_peer *peer);
+void edge_peers_free(struct edge *edge);
 
 /* upload.c: an ISO upload on an HTTP connection (docs/iso.md). */
 /* PUT/POST /iso/upload arrived with ticket and label: asks vpsd. NULL

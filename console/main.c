@@ -36,6 +36,8 @@ static void usage(FILE *out)
                 "      --idle-timeout SEC   close a session silent both ways this long (0: never; default 900)\n"
                 "      --max-sessions N     websockets at once (default 1000)\n"
                 "      --max-pending N      of which waiting for vpsd's answer (default 256)\n"
+                "      --max-per-address N  connections open at once from one client address;\n"
+                "                           0: any (default 64)\n"
                 "      --log-level LEVEL    debug, info, warn or error (default info)\n"
                 "  -h, --help               show this help\n"
                 "  -V, --version            show the version\n");
@@ -130,6 +132,7 @@ static int parse_args(int argc, char **argv, struct edge_config *c, int *link_fd
                 { "user", required_argument, NULL, 'u' },        { "origin", required_argument, NULL, 'o' },
                 { "idle-timeout", required_argument, NULL, 'i' }, { "max-sessions", required_argument, NULL, 'm' },
                 { "max-pending", required_argument, NULL, 'n' }, { "log-level", required_argument, NULL, 'L' },
+                { "max-per-address", required_argument, NULL, 'P' },
                 { "help", no_argument, NULL, 'h' },              { "version", no_argument, NULL, 'V' },
                 {},
         };
@@ -178,6 +181,9 @@ static int parse_args(int argc, char **argv, struct edge_config *c, int *link_fd
                 case 'n':
                         r = number("--max-pending", optarg, 1, 100000, &c->max_pending);
                         break;
+                case 'P':
+                        r = number("--max-per-address", optarg, 0, 100000, &c->max_per_address);
+                        break;
                 case 'L':
                         r = log_level_parse(optarg, level);
                         break;
@@ -224,6 +230,7 @@ int main(int argc, char **argv)
         c->idle_timeout = 900;
         c->max_sessions = 1000;
         c->max_pending = 256;
+        c->max_per_address = 64;
         r = parse_args(argc, argv, c, &link_fd, &level);
         if (r)
                 return r;
@@ -269,6 +276,7 @@ int main(int argc, char **argv)
         log_info("edge ready", "address=%s port=%u uid=%u", c->listen_address, ready.port, (unsigned)getuid());
         uv_run(&loop, UV_RUN_DEFAULT);
         edge_session_free_spares(&edge);
+        edge_peers_free(&edge);
         uv_loop_close(&loop);
         return edge.exit_code;
 }

@@ -115,6 +115,39 @@ static int peer_address(struct lws *wsi, char *buf, size_t size)
         return inet_ntop(family, addr, buf, (socklen_t)size) ? 0 : -errno;
 }
 
+/* An accepted connection (FILTER_NETWORK_CONNECTION) counts against its
+ * address, refused over the limit; the wsi lws makes for it carries the
+ * count, from its adoption (SERVER_NEW_CLIENT_INSTANTIATED: at WSI_CREATE
+ * lws has yet to clear the wsi's opaque pointer) to its end (WSI_DESTROY),
+ * whatever the connection became. */
+static int peer_accept(struct edge *edge, const struct lws_filter_network_conn_args *filt)
+{
+        if (edge->accepting) /* the last one's wsi was never made */
+                edge_peer_release(edge, edge->accepting);
+        edge->accepting = edge_peer_admit(edge, &filt->cli_addr);
+        return edge->accepting ? 0 : -1;
+}
+
+static void peer_attach(struct lws *wsi)
+{
+        struct edge *edge = edge_of(wsi);
+
+        if (edge->accepting) {
+                lws_set_opaque_user_data(wsi, edge->accepting);
+                edge->accepting = NULL;
+        }
+}
+
+static void peer_detach(struct lws *wsi)
+{
+        struct edge_peer *p = lws_get_opaque_user_data(wsi);
+
+        if (p) {
+                lws_set_opaque_user_data(wsi, NULL);
+                edge_peer_release(edge_of(wsi), p);
+        }
+}
+
 static void ws_established(struct lws *wsi, struct ws_data *d)
 {
         struct edge *edge = edge_of(wsi);
@@ -246,6 +279,15 @@ static int callback_console(struct lws *wsi, enum lws_callback_reasons reason, v
                 return !path_acceptable(in);
         case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
                 return lws_server_confirm_upgrade(in); /* no h2c */
+        case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+                /* user: the accepted connection's address; in: its fd */
+                return peer_accept(edge_of(wsi), user);
+        case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+                peer_attach(wsi);
+                break;
+        case LWS_CALLBACK_WSI_DESTROY:
+                peer_detach(wsi);
+                break;
         default:
                 break;
         }

@@ -328,6 +328,8 @@ static const struct config_key config_keys[] = {
         { "console_max_sessions_per_service", parse_uint, FIELD(console_max_sessions_per_service), 1, 64, NULL,
           false },
         { "console_max_failed_tickets", parse_uint, FIELD(console_max_failed_tickets), 1, 10000, NULL, false },
+        { "console_max_connections_per_address", parse_uint, FIELD(console_max_connections_per_address), 0, 100000,
+          NULL, false },
         { "ledger_url", parse_ledger_url, FIELD(ledger_url), 0, 0, NULL, false },
         { "ledger_ca_file", parse_path, FIELD(ledger_ca_file), 0, 0, NULL, false },
         { "ledger_key_file", parse_path, FIELD(ledger_key_file), 0, 0, NULL, false },
@@ -366,6 +368,7 @@ void config_init(struct config *cfg)
         cfg->console_max_sessions = 1000;
         cfg->console_max_sessions_per_service = 4;
         cfg->console_max_failed_tickets = 10;
+        cfg->console_max_connections_per_address = 64;
         cfg->iso_quota_bytes = UINT64_C(20) << 30;
         cfg->iso_max_uploads = 4;
 }

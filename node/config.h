@@ -57,6 +57,7 @@ struct config {
         unsigned console_max_sessions;
         unsigned console_max_sessions_per_service;
         unsigned console_max_failed_tickets; /* per client address and minute */
+        unsigned console_max_connections_per_address; /* open at once; 0: no limit */
         /* The billing ledger (docs/sync-protocol.md); no ledger_url: none. */
         char ledger_url[512];               /* wss://HOST[:PORT]/PATH */
         char ledger_ca_file[PATH_MAX];      /* PEM CA(s) the ledger's certificate must chain to */

@@ -509,7 +509,7 @@ static void on_edge_exit(uv_process_t *p, int64_t status, int term_signal)
 static void edge_spawn(struct console *c)
 {
         static const struct edge_link_callbacks callbacks = { on_message, on_lost };
-        char port[16], idle[16], max[16], pending[16];
+        char port[16], idle[16], max[16], pending[16], per_address[16];
         const char *args[EDGE_ARGS_MAX + 1];
         uv_stdio_container_t stdio[4];
         uv_process_options_t options = { 0 };
@@ -529,6 +529,7 @@ static void edge_spawn(struct console *c)
         snprintf(idle, sizeof(idle), "%u", c->config.idle_timeout);
         snprintf(max, sizeof(max), "%u", c->config.max_sessions);
         snprintf(pending, sizeof(pending), "%u", c->config.max_sessions < 256 ? c->config.max_sessions : 256);
+        snprintf(per_address, sizeof(per_address), "%u", c->config.max_per_address);
         args[n++] = c->config.edge_path;
         args[n++] = "--link-fd", args[n++] = "3";
         args[n++] = "--listen", args[n++] = c->config.listen_address;
@@ -540,6 +541,7 @@ static void edge_spawn(struct console *c)
         args[n++] = "--idle-timeout", args[n++] = idle;
         args[n++] = "--max-sessions", args[n++] = max;
         args[n++] = "--max-pending", args[n++] = pending;
+        args[n++] = "--max-per-address", args[n++] = per_address;
         args[n++] = "--log-level", args[n++] = c->config.log_level;
         origins = strdup(c->config.origins);
         for (char *o = origins ? strtok_r(origins, " ", &save) : NULL; o && n + 2 < EDGE_ARGS_MAX;

@@ -30,6 +30,7 @@ struct console_config {
         unsigned max_sessions;
         unsigned max_sessions_per_service;
         unsigned max_failed_tickets;   /* per client address and minute */
+        unsigned max_per_address;      /* connections open at once from one address; 0: any */
         const char *log_level;         /* the edge's */
 };
 

@@ -281,6 +281,7 @@ static int console_begin(struct vpsd *v, struct error *err)
                 .max_sessions = v->cfg.console_max_sessions,
                 .max_sessions_per_service = v->cfg.console_max_sessions_per_service,
                 .max_failed_tickets = v->cfg.console_max_failed_tickets,
+                .max_per_address = v->cfg.console_max_connections_per_address,
                 .log_level = log_level_name(v->cfg.log_level),
         };
         r = console_start(v->loop, v->store, &cc, &v->console, err);

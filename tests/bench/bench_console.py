@@ -205,6 +205,8 @@ class Edge(Proxy):
             "ledger_public_key": self.ledger.public_pem(root / "ledger.pub"),
             "console_max_sessions": SESSIONS + 100, "console_max_sessions_per_service": PER_SERVICE,
             "console_idle_timeout": 0, "log_level": "warn",
+            # 1,000 sessions come from one address here: no limit on that.
+            "console_max_connections_per_address": 0,
         }
         conf.write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
         self.log_path = root / "vpsd.log"

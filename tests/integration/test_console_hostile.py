@@ -203,7 +203,10 @@ VALGRIND = os.environ.get("EDGE_VALGRIND") == "1"
 def node(vpsd_factory, tmp_path):
     # Every session here may be refused: no address limit on failed
     # tickets, and room for many sessions of one service.
-    settings = dict(console_max_failed_tickets=10000, console_max_sessions_per_service=64)
+    # Nor on connections from one address: the abuse comes from loopback
+    # alone (test_connections_from_one_address_are_limited has the limit).
+    settings = dict(console_max_failed_tickets=10000, console_max_sessions_per_service=64,
+                    console_max_connections_per_address=0)
     if VALGRIND:
         settings["console_edge"], logs = edge_valgrind_wrapper(tmp_path / "valgrind", quiet=True)
     n = ConsoleNode.start(vpsd_factory(), **settings)
@@ -872,3 +875,46 @@ def test_uploads_on_one_kept_alive_connection(node, held):
         assert edge_rss_kib(pid) - rss < 512, (rss, edge_rss_kib(pid))
     s.close()
     held.survived()
+
+
+# ---------------------------------------------- connections from one address
+
+def test_connections_from_one_address_are_limited(vpsd_factory):
+    """One address holds at most console_max_connections_per_address
+    connections at once, however far each got (here: TCP only, or half a
+    TLS hello): the next is closed at once and logged once; another
+    address is served; as its connections close, the address is let in
+    again. A session held before stays up throughout."""
+    n = ConsoleNode.start(vpsd_factory(), console_max_connections_per_address=6)
+    n.add_service(SERVICE)
+    try:
+        h = Held(n)  # one connection from 127.0.0.1
+        hello = client_hello()
+        idle = []
+        for i in range(5):
+            s = socket.create_connection(("127.0.0.1", n.port), timeout=5)
+            if i % 2:
+                s.sendall(hello[:len(hello) // 2])
+            idle.append(s)
+        time.sleep(0.3)
+        over = [socket.create_connection(("127.0.0.1", n.port), timeout=5) for _ in range(3)]
+        for s in over:
+            assert closed_within(s, 3), "a connection over the limit was kept"
+            s.close()
+        n.vpsd.wait_log("too many open from one address")
+        assert n.vpsd.log_text().count("too many open from one address") == 1
+        # Another address (loopback is a /8) is its own count.
+        other = socket.socket()
+        other.bind(("127.0.0.2", 0))
+        other.connect(("127.0.0.1", n.port))
+        tls = cc.tls().wrap_socket(other)
+        tls.close()
+        assert h.ws.echo(b"held") == b"held"
+        for s in idle:
+            s.close()
+        time.sleep(0.5)
+        h.survived()  # a fresh session from 127.0.0.1 opens again
+        h.ws.close()
+    finally:
+        n.close_targets()
+        assert n.vpsd.stop() == 0, n.vpsd.log_text()
