@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "log.h"
+#include "util.h"
 
 void lws_server_info_init(struct lws_context_creation_info *info, const struct lws_server_tls *tls)
 {
@@ -27,16 +28,61 @@ void lws_server_info_init(struct lws_context_creation_info *info, const struct l
 
 static char log_who[32] = "lws";
 
+/* lws logs some refusals at error level, one a request ("Ran out of header
+ * data space" for each oversized one): a client could fill the node's log.
+ * Lines pass at LOG_RATE a second on average, LOG_BURST at once; what is
+ * dropped is counted and said with the next line that passes. */
+#define LOG_RATE 20
+#define LOG_BURST 100
+
+static struct {
+        uint64_t last_ms;
+        unsigned tokens_milli; /* thousandths of a line */
+        unsigned long dropped;
+        bool started;
+} log_budget;
+
+/* Takes a line's worth from the budget, if there is one. */
+static bool log_take(void)
+{
+        uint64_t now = time_now_mono_ms(), refill;
+
+        if (!log_budget.started) {
+                log_budget.started = true;
+                log_budget.tokens_milli = LOG_BURST * 1000;
+                log_budget.last_ms = now;
+        }
+        refill = (now - log_budget.last_ms) * LOG_RATE;
+        log_budget.last_ms = now;
+        log_budget.tokens_milli = refill >= LOG_BURST * 1000 - log_budget.tokens_milli
+                                          ? LOG_BURST * 1000
+                                          : log_budget.tokens_milli + (unsigned)refill;
+        if (log_budget.tokens_milli < 1000)
+                return false;
+        log_budget.tokens_milli -= 1000;
+        return true;
+}
+
 static void log_line(int level, const char *line)
 {
         char text[512], msg[64];
         size_t n;
 
+        if (!log_take()) {
+                log_budget.dropped++;
+                return;
+        }
+        snprintf(msg, sizeof(msg), "%s: libwebsockets", log_who);
+        /* The count is a line of the budget too: said when there is room. */
+        if (log_budget.dropped && log_take()) {
+                log_write(LOG_LEVEL_WARN, msg, "dropped=%lu why=\"more lines a second than the log takes from it\"",
+                          log_budget.dropped);
+                log_budget.dropped = 0;
+        }
         snprintf(text, sizeof(text), "%s", line);
         n = strlen(text);
         while (n && (text[n - 1] == '\n' || text[n - 1] == '\r'))
                 text[--n] = '\0';
-        snprintf(msg, sizeof(msg), "%s: libwebsockets", log_who);
         log_write(level == LLL_ERR ? LOG_LEVEL_ERROR : LOG_LEVEL_WARN, msg, "line=\"%s\"", text);
 }
 

@@ -407,6 +407,24 @@ def test_tickets_with_bytes_the_link_does_not_carry(node, held):
     held.survived()
 
 
+def test_a_flood_of_bad_requests_does_not_flood_the_log(node, held):
+    """lws logs an oversized request at error level, one line each: past a
+    burst of 100 and 20 a second, its lines are dropped and counted, and
+    the count is said with the next line that passes."""
+    host = f"Host: 127.0.0.1:{node.port}\r\n".encode()
+    big = b"GET /vnc.html HTTP/1.1\r\n" + host + b"X-Big: " + b"b" * (16 << 10) + b"\r\n\r\n"
+    before = node.vpsd.log_text().count("libwebsockets")
+    started = time.monotonic()
+    exchange_all(node.port, {i: big for i in range(400)}, wait=2)
+    elapsed = time.monotonic() - started
+    lines = node.vpsd.log_text().count("libwebsockets") - before
+    assert 100 <= lines <= 100 + 20 * elapsed + 5, (lines, elapsed)
+    time.sleep(1)
+    exchange(node.port, big, wait=2)
+    node.vpsd.wait_log("dropped=")
+    held.survived()
+
+
 # ------------------------------------------------------ websocket handshake
 
 def test_bad_websocket_handshakes(node, held):
