@@ -14,6 +14,7 @@ import uuid
 
 import pytest
 
+import memcheck
 import libvirt_env
 from conftest import VPSCTL
 
@@ -381,8 +382,7 @@ def test_valgrind_clean_through_the_lifecycle(vpsd_factory, libvirt, bridge, tes
     """vpsd under valgrind through import, provision, power, terminate and
     reconcile at start: no invalid access, no definite leak."""
     v = vpsd_factory()
-    v.start(prefix=["valgrind", "--quiet", "--fair-sched=yes", "--error-exitcode=99", "--leak-check=full",
-                    "--errors-for-leak-kinds=definite", "--track-fds=no"],
+    v.start(prefix=memcheck.prefix(),
             hypervisor="tcg", bridge=bridge, guest_run_dir=v.root / "guests", stop_timeout=5)
     v.wait_ready(timeout=60)
     v.ctl("template", "import", "tiny", str(test_guest / "guest.qcow2"))

@@ -10,10 +10,10 @@ import queue
 import signal
 import sqlite3
 import time
-from pathlib import Path
 
 import pytest
 
+import memcheck
 import sync_proto
 from sync_proto import LedgerPeer
 
@@ -312,9 +312,7 @@ def test_valgrind_clean_sync_client(vpsd_factory, tmp_path):
     v = vpsd_factory()
     peer = LedgerPeer(tmp_path, NODE_ID)
     key = peer.key_file(v.root / "ledger.key")
-    supp = Path(__file__).resolve().parents[1] / "valgrind" / "lws.supp"
-    v.start(prefix=["valgrind", "--quiet", "--fair-sched=yes", "--error-exitcode=99", "--leak-check=full",
-                    "--errors-for-leak-kinds=definite", "--track-fds=no", f"--suppressions={supp}"], wait=False,
+    v.start(prefix=memcheck.prefix(), wait=False,
             ledger_url=peer.url, ledger_ca_file=peer.ca, ledger_key_file=key, ledger_node_id=NODE_ID)
     v.wait_ready(timeout=120)
     conn = peer.accept(timeout=120)

@@ -7,13 +7,13 @@ import filecmp
 import hashlib
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import time
 
 import pytest
 
+import memcheck
 from conftest import VPSCTL, request_line
 from test_vpsd import insert_service, UUID
 
@@ -378,8 +378,7 @@ def test_valgrind_clean_imports(vpsd_factory, test_guest, tmp_path):
     and after qemu-img, a list, a remove, and a stop with an import in
     flight."""
     v = vpsd_factory()
-    v.start(prefix=["valgrind", "--quiet", "--fair-sched=yes", "--error-exitcode=99", "--leak-check=full",
-                    "--errors-for-leak-kinds=definite", "--track-fds=no"])
+    v.start(prefix=memcheck.prefix())
     v.ctl("template", "import", "debian-12", str(test_guest / "guest.qcow2"))
     (tmp_path / "notes.txt").write_text("text\n")
     assert call(v, "template.import", name="x", path=str(tmp_path / "notes.txt"))["error"]["code"] == "invalid"

@@ -1,7 +1,6 @@
 """vpsd the daemon, driven through vpsctl: status, services, lock, signals,
 sd_notify, schema checks, and a valgrind run."""
 
-import json
 import os
 import signal
 import socket
@@ -11,6 +10,7 @@ import time
 
 import pytest
 
+import memcheck
 from conftest import SCHEMA_VERSION, VPSD, VPSCTL
 
 UUID = "1b4e28ba-2fa1-41d2-883f-0016d3cca427"
@@ -216,8 +216,7 @@ def test_valgrind_clean(vpsd_factory):
     """The daemon under valgrind: no invalid access, no definite leak, through
     a start, every control method, bad requests and a SIGTERM."""
     v = vpsd_factory()
-    v.start(prefix=["valgrind", "--quiet", "--fair-sched=yes", "--error-exitcode=99", "--leak-check=full",
-                    "--errors-for-leak-kinds=definite", "--track-fds=no"])
+    v.start(prefix=memcheck.prefix())
     v.state_dir.joinpath("vpsd.db")
     insert_service(v.state_dir / "vpsd.db")
     v.ctl("status")

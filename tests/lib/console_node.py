@@ -8,7 +8,7 @@ test_console_valgrind.py share it."""
 
 import os
 import pwd
-import shutil
+import shlex
 import sqlite3
 import subprocess
 import time
@@ -16,10 +16,10 @@ from pathlib import Path
 
 import console_client as cc
 import edge_harness
+import memcheck
 
 REPO = Path(__file__).resolve().parents[2]
 EDGE = REPO / "build" / "vpsd-edge"
-SUPPRESSIONS = REPO / "tests" / "valgrind" / "lws.supp"
 
 
 def edge_pid(vpsd):
@@ -105,18 +105,14 @@ def edge_valgrind_wrapper(folder: Path, quiet=False):
     to the end. The folders stay root's (0755: the edge's user may read,
     never replace, the report on it). --vgdb=no: the FIFOs valgrind makes
     in /tmp at start as root could not be removed by the edge's user at
-    exit, and would stay behind. quiet: the log says nothing unless
+    exit, and would stay behind (memcheck.prefix() says so). quiet: the log says nothing unless
     something is wrong."""
-    valgrind = shutil.which("valgrind")
-    assert valgrind, "valgrind is missing: make deps"
     logs = folder / "logs"
     logs.mkdir(parents=True)
     os.chmod(folder, 0o755)
     os.chmod(logs, 0o755)
     script = folder / "vpsd-edge-valgrind"
-    script.write_text(
-        "#!/bin/sh\n"
-        f"exec {valgrind} {'--quiet ' if quiet else ''}--tool=memcheck --leak-check=full "
-        f"--errors-for-leak-kinds=definite --error-exitcode=99 --vgdb=no --track-fds=no --suppressions={SUPPRESSIONS} --log-file={logs}/edge.%p.log {EDGE} \"$@\"\n")
+    command = memcheck.prefix(f"--log-file={logs}/edge.%p.log", quiet=quiet) + [str(EDGE)]
+    script.write_text("#!/bin/sh\nexec " + " ".join(shlex.quote(c) for c in command) + ' "$@"\n')
     os.chmod(script, 0o755)
     return script, logs
