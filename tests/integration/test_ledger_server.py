@@ -3,7 +3,6 @@ sync endpoint with a node peer written from docs/sync-protocol.md alone
 (tests/lib/sync_peer.py). The server's clock is a file (--now-file), so
 that a lease can end without waiting for it; nothing here gates on how
 long anything takes (waits are "until", with a generous bound)."""
-import base64
 import json
 import os
 import signal
@@ -19,7 +18,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from sync_peer import MSG_MAX, Closed, SyncPeer, b64, canonical, unb64
+import memcheck
+from sync_peer import MSG_MAX, SyncPeer, b64, canonical, unb64
 
 ROOT = Path(__file__).resolve().parents[2]
 LEDGER = ROOT / "build" / "vps-ledger"
@@ -147,8 +147,8 @@ def server(tmp_path):
         pytest.fail(f"{LEDGER} is missing: run make first")
     s = Server(tmp_path)
     # LEDGER_VALGRIND=1 runs the server under valgrind (by hand: slow).
-    prefix = ("valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect", "--error-exitcode=99",
-              "--log-file=" + str(tmp_path / "valgrind.log")) if os.environ.get("LEDGER_VALGRIND") else ()
+    prefix = memcheck.prefix("--errors-for-leak-kinds=definite,indirect", "--log-file=" + str(tmp_path / "valgrind.log"),
+                             quiet=False) if os.environ.get("LEDGER_VALGRIND") else ()
     s.start(prefix=prefix)
     s.keys = {}
     s.ok("POST", "plans", {"name": "small", "price": 1000, "vcpus": 1, "memory_mib": 1024, "disk_gib": 20})
