@@ -155,17 +155,17 @@ int edge_link_send(struct edge_link *link, const struct edge_msg *msg, int fd)
 
         if (link->lost || link->closed)
                 return -ENOTCONN;
+        if (!link->head) {
+                r = edge_msg_send(link->fd, msg, fd); /* -EINVAL: it cannot be encoded */
+                if (r != -EAGAIN)
+                        return r;
+        }
         /* A message that cannot be encoded is the caller's refusal, now: in
          * the queue it would fail only when flushed, and take the link with
          * it. */
         r = edge_msg_encode(msg, scratch, sizeof(scratch));
         if (r < 0)
                 return r;
-        if (!link->head) {
-                r = edge_msg_send(link->fd, msg, fd);
-                if (r != -EAGAIN)
-                        return r;
-        }
         if (link->n_queued >= EDGE_LINK_MAX_QUEUED) {
                 error_set(&err, -ENOBUFS, "the peer does not read: %u messages queued", link->n_queued);
                 link_lost(link, &err);

@@ -70,6 +70,13 @@ static size_t string_bad_byte(const uint8_t *p, size_t n, bool spaces)
         return i;
 }
 
+bool edge_ticket_valid(const char *ticket)
+{
+        size_t n = strnlen(ticket, EDGE_TICKET_MAX + 1);
+
+        return n <= EDGE_TICKET_MAX && string_bad_byte((const uint8_t *)ticket, n, false) == n;
+}
+
 int edge_msg_encode(const struct edge_msg *msg, uint8_t *buf, size_t size)
 {
         size_t alen = strnlen(msg->address, sizeof(msg->address)),

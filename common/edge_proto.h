@@ -68,6 +68,10 @@ struct edge_msg {
 /* Whether a message of type carries the upload fields (text, status, size). */
 bool edge_msg_is_upload(enum edge_msg_type type);
 
+/* A ticket as a message carries it: at most EDGE_TICKET_MAX bytes of
+ * printable ASCII without spaces. */
+bool edge_ticket_valid(const char *ticket);
+
 /* Encodes msg into buf[size]; returns its length or -EINVAL (a field out
  * of range, or a string edge_msg_decode() would refuse) / -ENOBUFS. */
 int edge_msg_encode(const struct edge_msg *msg, uint8_t *buf, size_t size);

@@ -88,6 +88,8 @@ void edge_session_free_spares(struct edge *edge);
 struct edge_peer *edge_peer_admit(struct edge *edge, const struct sockaddr_storage *address);
 void edge_peer_release(struct edge *edge, struct edge_peer *peer);
 void edge_peers_free(struct edge *edge);
+/* A client's address as text: IPv4 (also when mapped into IPv6) or IPv6. */
+int edge_address_text(const struct sockaddr_storage *address, char *buf, size_t size);
 
 /* upload.c: an ISO upload on an HTTP connection (docs/iso.md). */
 /* PUT/POST /iso/upload arrived with ticket and label: asks vpsd. NULL

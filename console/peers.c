@@ -6,6 +6,7 @@
  * A small chained table: the edge holds at most a few thousand
  * connections. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,25 @@ static struct edge_peer **peer_link(struct edge *edge, const unsigned char key[1
         return link;
 }
 
+int edge_address_text(const struct sockaddr_storage *sa, char *buf, size_t size)
+{
+        const void *addr;
+        int family;
+
+        if (sa->ss_family == AF_INET) {
+                family = AF_INET;
+                addr = &((const struct sockaddr_in *)sa)->sin_addr;
+        } else if (sa->ss_family == AF_INET6) {
+                const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+                /* An IPv4 client on an IPv6 socket is the IPv4 address it is. */
+                family = IN6_IS_ADDR_V4MAPPED(a6) ? AF_INET : AF_INET6;
+                addr = family == AF_INET ? (const void *)&a6->s6_addr[12] : (const void *)a6;
+        } else {
+                return -EAFNOSUPPORT;
+        }
+        return inet_ntop(family, addr, buf, (socklen_t)size) ? 0 : -errno;
+}
+
 struct edge_peer *edge_peer_admit(struct edge *edge, const struct sockaddr_storage *sa)
 {
         unsigned char key[16];
@@ -61,9 +81,8 @@ struct edge_peer *edge_peer_admit(struct edge *edge, const struct sockaddr_stora
         }
         if (edge->config.max_per_address && p->open >= edge->config.max_per_address) {
                 if (!p->warned) {
-                        char text[INET6_ADDRSTRLEN];
-                        bool v4 = IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)key);
-                        inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? key + 12 : key, text, sizeof(text));
+                        char text[INET6_ADDRSTRLEN] = "?";
+                        edge_address_text(sa, text, sizeof(text));
                         log_warn("edge: connections refused: too many open from one address", "address=%s open=%u",
                                  text, p->open);
                         p->warned = true;

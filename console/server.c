@@ -2,9 +2,7 @@
  * loop (a foreign loop: lws adds its handles to ours). Pages and scripts
  * come from web_dir; websockets at /console/vnc and /console/serial carry
  * a ticket in their query (?ticket=…) and become sessions (session.c). */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -70,23 +68,6 @@ static bool path_acceptable(const char *path)
         return true;
 }
 
-/* A ticket as the link to vpsd carries it: printable ASCII without spaces,
- * at most EDGE_TICKET_MAX bytes. lws decodes %XX (and + in a query), so a
- * client can put any byte in one; vpsd takes a message with such a byte
- * for a compromised edge and kills it, so it is refused here like any
- * other bad ticket. */
-static bool ticket_acceptable(const char *ticket)
-{
-        size_t n = strlen(ticket);
-
-        if (n > EDGE_TICKET_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if ((unsigned char)ticket[i] < 0x21 || (unsigned char)ticket[i] > 0x7e)
-                        return false;
-        return true;
-}
-
 /* The client's address, numeric. lws_get_peer_simple() answers a client
  * that has already reset the connection (its request still buffered) with
  * "getpeername: <error>" in place of an address; here that is -ENOTCONN,
@@ -95,24 +76,10 @@ static int peer_address(struct lws *wsi, char *buf, size_t size)
 {
         struct sockaddr_storage sa;
         socklen_t len = sizeof(sa);
-        const void *addr;
-        int family;
 
         if (getpeername(lws_get_socket_fd(lws_get_network_wsi(wsi)), (struct sockaddr *)&sa, &len) < 0)
                 return -errno;
-        if (sa.ss_family == AF_INET) {
-                family = AF_INET;
-                addr = &((const struct sockaddr_in *)&sa)->sin_addr;
-        } else if (sa.ss_family == AF_INET6) {
-                const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&sa)->sin6_addr;
-                /* An IPv4 client on an IPv6 socket is counted as the IPv4
-                 * address it is. */
-                family = IN6_IS_ADDR_V4MAPPED(a6) ? AF_INET : AF_INET6;
-                addr = family == AF_INET ? (const void *)&a6->s6_addr[12] : (const void *)a6;
-        } else {
-                return -EAFNOSUPPORT;
-        }
-        return inet_ntop(family, addr, buf, (socklen_t)size) ? 0 : -errno;
+        return edge_address_text(&sa, buf, size);
 }
 
 /* An accepted connection (FILTER_NETWORK_CONNECTION) counts against its
@@ -164,8 +131,11 @@ static void ws_established(struct lws *wsi, struct ws_data *d)
                 kind = CONSOLE_SERIAL;
         else
                 return;
+        /* lws decodes %XX (and +) in a query: a ticket with a byte no
+         * message carries is refused here like any bad one (vpsd takes a
+         * malformed message for a compromised edge and kills it). */
         t = lws_get_urlarg_by_name(wsi, "ticket=", ticket, sizeof(ticket));
-        if (!t || !ticket_acceptable(t) || peer_address(wsi, address, sizeof(address)) < 0)
+        if (!t || !edge_ticket_valid(t) || peer_address(wsi, address, sizeof(address)) < 0)
                 return;
         d->session = edge_session_new(edge, wsi, kind, t, address);
         d->refused = d->session == NULL;
@@ -203,7 +173,7 @@ static int http_upload(struct lws *wsi, struct ws_data *d)
                 return 0;
         }
         t = lws_get_urlarg_by_name(wsi, "ticket=", ticket, sizeof(ticket));
-        if (!t || !ticket_acceptable(t)) {
+        if (!t || !edge_ticket_valid(t)) {
                 d->http_status = 403;
                 return 0;
         }

@@ -54,6 +54,7 @@ BUILD = REPO / "build"
 sys.path.insert(0, str(REPO / "tests" / "lib"))
 import console_client  # noqa: E402
 import edge_harness  # noqa: E402
+import store_rows  # noqa: E402
 
 CLIENT = BUILD / "bench" / "ws_client"
 ECHO = BUILD / "bench" / "echo_target"
@@ -214,13 +215,9 @@ class Edge(Proxy):
         self.vpsd = subprocess.Popen([str(BUILD / "vpsd"), "-c", str(conf)], stdout=self.log, stderr=self.log)
         self.pid = self.wait_edge()
         # Service rows as provision leaves them, put in after reconcile.
-        now = int(time.time())
         with sqlite3.connect(root / "state" / "vpsd.db") as db:
             for i, u in enumerate(self.services):
-                db.execute("INSERT INTO services (uuid, account_id, hostname, state, vcpus, memory_mib, disk_gib, "
-                           "port_speed_mbit, template, mac, created_at, updated_at) VALUES "
-                           "(?, ?, ?, 'running', 1, 256, 1, 100, 'tiny', ?, ?, ?)",
-                           (u, ACCOUNT, f"bench{i}", "52:54:00:%02x:%02x:%02x" % tuple(os.urandom(3)), now, now))
+                store_rows.insert_service(db, u, ACCOUNT, "running", hostname=f"bench{i}")
         for u in self.services:
             (root / "guests" / u).mkdir(parents=True)
 

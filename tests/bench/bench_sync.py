@@ -16,7 +16,6 @@ sends pre-built, MAC'd commands as fast as the socket takes them.
    at the ledger side. Goal < 1 s.
 BENCH_KEEP=1 keeps the folder (logs) in /tmp."""
 
-import json
 import os
 import shutil
 import signal
@@ -33,6 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "build"
 sys.path.insert(0, str(REPO / "tests" / "lib"))
 import libvirt_env  # noqa: E402
+import store_rows  # noqa: E402
 from sync_proto import LedgerPeer  # noqa: E402
 
 RENEWS = int(os.environ.get("BENCH_RENEWS", 1000))
@@ -78,15 +78,11 @@ class Node:
 
 
 def insert_services(db, n, paid_until):
-    now = int(time.time())
     uuids = [str(uuid.uuid4()) for _ in range(n)]
     with sqlite3.connect(db) as d:
         for i, u in enumerate(uuids):
-            d.execute("INSERT INTO services (uuid, account_id, hostname, state, vcpus, memory_mib, disk_gib, "
-                      "port_speed_mbit, template, mac, paid_until, created_at, updated_at) VALUES "
-                      "(?, 'bench', ?, 'stopped', 1, 256, 1, 100, 'tiny', ?, ?, ?, ?)",
-                      (u, f"r{i}", "52:54:01:%02x:%02x:%02x" % (i >> 16 & 255, i >> 8 & 255, i & 255), paid_until,
-                       now, now))
+            store_rows.insert_service(d, u, "bench", "stopped", hostname=f"r{i}", paid_until=paid_until,
+                                      mac="52:54:01:%02x:%02x:%02x" % (i >> 16 & 255, i >> 8 & 255, i & 255))
     return uuids
 
 

@@ -24,6 +24,7 @@ import pytest
 import console_client as cc
 import edge_harness
 import libvirt_env
+import store_rows
 from test_console_guest import cnode  # noqa: F401 (a fixture)
 from test_guest_lifecycle import BOOT
 
@@ -121,12 +122,8 @@ class IsoNode:
 
     def add_service(self, account=ACCOUNT, state="stopped"):
         u = str(uuid.uuid4())
-        now = int(time.time())
         with self.db() as db:
-            db.execute("INSERT INTO services (uuid, account_id, hostname, state, vcpus, memory_mib, disk_gib, "
-                       "port_speed_mbit, template, mac, created_at, updated_at) VALUES "
-                       "(?, ?, 'web1', ?, 1, 256, 1, 100, 'tiny', ?, ?, ?)",
-                       (u, account, state, "52:54:00:%02x:%02x:%02x" % tuple(os.urandom(3)), now, now))
+            store_rows.insert_service(db, u, account, state)
         return u
 
 

@@ -14,6 +14,7 @@ import time
 import pytest
 
 import memcheck
+import store_rows
 import sync_proto
 from sync_proto import LedgerPeer
 
@@ -341,9 +342,7 @@ def test_usage_reports_send_each_whole_bucket_once(vpsd_factory, tmp_path):
     done = (now - 3600) // 300 * 300
     filling = now // 300 * 300
     with sqlite3.connect(v.state_dir / "vpsd.db") as d:
-        d.execute("INSERT INTO services (uuid, account_id, hostname, state, vcpus, memory_mib, disk_gib, "
-                  "port_speed_mbit, template, mac, created_at, updated_at) VALUES "
-                  "(?, 'acct', 'h', 'stopped', 1, 256, 1, 100, 'tiny', '52:54:00:aa:bb:cc', ?, ?)", (u, now, now))
+        store_rows.insert_service(d, u, "acct", "stopped", hostname="h", mac="52:54:00:aa:bb:cc")
         sid = d.execute("SELECT id FROM services WHERE uuid = ?", (u,)).fetchone()[0]
         for start, n in ((done, 1000), (done + 300, 2000), (filling, 5)):
             d.execute("INSERT INTO traffic_buckets VALUES (?, 300, ?, ?, ?, ?, ?)", (sid, start, n, 1, 2 * n, 2))

@@ -11,12 +11,12 @@ import pwd
 import shlex
 import sqlite3
 import subprocess
-import time
 from pathlib import Path
 
 import console_client as cc
 import edge_harness
 import memcheck
+import store_rows
 
 REPO = Path(__file__).resolve().parents[2]
 EDGE = REPO / "build" / "vpsd-edge"
@@ -68,12 +68,8 @@ class ConsoleNode:
         """A service row as provision leaves it, and a run folder as QEMU's
         user makes it, with test servers on its console sockets: an echo
         (or serial(path), a server of the caller's) on serial.sock."""
-        now = int(time.time())
         with self.db() as db:
-            db.execute("INSERT INTO services (uuid, account_id, hostname, state, vcpus, memory_mib, disk_gib, "
-                       "port_speed_mbit, template, mac, created_at, updated_at) VALUES "
-                       "(?, ?, 'web1', ?, 1, 256, 1, 100, 'tiny', ?, ?, ?)",
-                       (u, account, state, "52:54:00:%02x:%02x:%02x" % tuple(os.urandom(3)), now, now))
+            store_rows.insert_service(db, u, account, state)
         run = self.vpsd.root / "guests" / u
         run.mkdir(parents=True)
         vnc = edge_harness.EchoTarget(run / "vnc.sock", greeting=b"RFB 003.008\n")

@@ -115,6 +115,23 @@ static void test_encoder_refuses_what_decoder_would(void **state)
         assert_true(edge_msg_encode(&m, buf, sizeof(buf)) > 0);
 }
 
+static void test_ticket_valid(void **state)
+{
+        char long_ticket[EDGE_TICKET_MAX + 2];
+
+        (void)state;
+        assert_true(edge_ticket_valid("eyJhIjoxfQ.c2ln"));
+        assert_false(edge_ticket_valid("a b"));
+        assert_false(edge_ticket_valid("a\r\nb"));
+        assert_false(edge_ticket_valid("a\xff" "b"));
+        assert_false(edge_ticket_valid("a\x7f"));
+        memset(long_ticket, 'a', sizeof(long_ticket) - 1);
+        long_ticket[sizeof(long_ticket) - 1] = '\0';
+        assert_false(edge_ticket_valid(long_ticket));
+        long_ticket[EDGE_TICKET_MAX] = '\0';
+        assert_true(edge_ticket_valid(long_ticket));
+}
+
 static void test_fd_passing(void **state)
 {
         struct edge_msg m = { .type = EDGE_MSG_GRANT, .session = 7 }, back;
@@ -148,6 +165,7 @@ int main(void)
                 cmocka_unit_test(test_malformed),
                 cmocka_unit_test(test_encoder_refuses_what_decoder_would),
                 cmocka_unit_test(test_upload_messages),
+                cmocka_unit_test(test_ticket_valid),
                 cmocka_unit_test(test_fd_passing),
         };
 
